@@ -1,0 +1,113 @@
+/*
+ * Configuration: one ini file (inih) -> a validated, immutable struct config.
+ * config_parse is pure (text in, struct and error lines out); config_load adds
+ * the I/O: reading the file, checking its mode, reading *_file secrets.
+ * Errors are "FILE:LINE: [section] key: message", all of them in one run.
+ */
+#ifndef TWHOOKD_CONFIG_H
+#define TWHOOKD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+/* A secret's bytes in sodium_malloc memory; wiped and freed by config_free. */
+struct config_secret {
+	char	*data;		/* NULL when not configured; NUL-terminated */
+	size_t	 len;
+};
+
+/* One trusted proxy network, parsed from [proxy] trusted. */
+struct config_cidr {
+	int	 family;	/* AF_INET or AF_INET6 */
+	uint8_t	 addr[16];	/* network address, host bits cleared */
+	unsigned prefix;	/* prefix length in bits */
+};
+
+enum log_level {
+	LOG_LEVEL_DEBUG = 0,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_ERROR,
+};
+
+struct config {
+	const char	*path;			/* the file it came from */
+
+	/* [server] */
+	char		*listen;		/* "host:port", "[v6]:port" */
+	bool		 tls;
+	char		*tls_cert;		/* path to PEM certificate chain */
+	char		*tls_key;		/* path to PEM private key */
+	char		*tls_priorities;	/* GnuTLS priority string */
+	unsigned	 threads;		/* 0 = number of cores */
+	unsigned	 max_connections;
+	unsigned	 max_connections_per_ip;	/* 0 = off */
+	unsigned	 request_timeout;	/* seconds */
+	size_t		 max_body;		/* bytes */
+	unsigned	 drain_delay;		/* seconds */
+	unsigned	 shutdown_timeout;	/* seconds */
+
+	/* [twilio] */
+	char		*account_sid;
+	struct config_secret auth_token;		/* auth_token_file or auth_token */
+	struct config_secret secondary_auth_token;	/* optional, during rotation */
+	char		*public_url;		/* e.g. "https://sms.example.com", no trailing '/' */
+
+	/* [proxy] */
+	struct config_cidr *trusted;
+	size_t		 trusted_count;
+
+	/* [store] */
+	char		*store_driver;		/* "sqlite" */
+	char		*store_path;
+
+	/* [secrets] */
+	char		*server_key_file;	/* resolved path */
+
+	/* [reset] */
+	char		*reset_route;
+	char		*reset_link;		/* contains {token} */
+	char		*reset_message;		/* contains {link} */
+	unsigned	 reset_token_ttl;	/* seconds */
+	char		*reset_unknown_reply;	/* "" = empty <Response/> */
+
+	/* [admin] */
+	char		*admin_listen;		/* "" = admin listener off */
+	struct config_secret admin_token;	/* token_file or token */
+
+	/* [log] */
+	enum log_level	 log_level;
+
+	/* Secret sources as written; config_load reads them into the secrets above. */
+	char		*auth_token_file;
+	char		*secondary_auth_token_file;
+	char		*admin_token_file;
+	unsigned	 inline_secret_line;	/* line of the first inline secret, 0 = none */
+};
+
+/*
+ * Parse ini text (from file `filename`, used in messages) into cfg, applying
+ * defaults. Secret keys are recorded but their files are not read (see
+ * config_load). Appends one "FILE:LINE: ..." line per error to errors.
+ * Returns the number of errors (0 = valid). Pure.
+ */
+__attribute__((warn_unused_result))
+int	config_parse(const char *text, size_t len, const char *filename,
+	    struct config *cfg, struct buf *errors);
+
+/*
+ * Read and parse path, refuse inline secrets unless the file is mode 0600 or
+ * stricter, read every *_file secret (relative paths from
+ * $CREDENTIALS_DIRECTORY when set, else from the config file's directory).
+ * 0 with *out set, or -1 with errors filled.
+ */
+__attribute__((warn_unused_result))
+int	config_load(const char *path, struct config **out, struct buf *errors);
+
+/* Wipe secrets and free everything; accepts NULL. */
+void	config_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * Every default and hard limit of twhookd, in one place.
+ * twhookd.ini(5) mirrors this file: change both together.
+ */
+#ifndef TWHOOKD_DEFAULTS_H
+#define TWHOOKD_DEFAULTS_H
+
+#define TWHOOKD_VERSION "0.1.0"
+
+/* [server] */
+#define DEFAULT_LISTEN                "0.0.0.0:8443"
+#define DEFAULT_MAX_CONNECTIONS       1024u
+#define DEFAULT_MAX_CONNECTIONS_PER_IP 0u          /* 0 = no per-IP limit */
+#define DEFAULT_REQUEST_TIMEOUT       10u          /* seconds */
+#define DEFAULT_MAX_BODY              (16u * 1024u)
+#define DEFAULT_DRAIN_DELAY           5u           /* seconds */
+#define DEFAULT_SHUTDOWN_TIMEOUT      20u          /* seconds */
+/* TLS 1.2/1.3 only, ECDHE key exchange only (no RSA, DHE or FFDHE), AEAD ciphers only. */
+#define DEFAULT_TLS_PRIORITIES \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-RSA:+ECDHE-ECDSA:" \
+	"-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:" \
+	"-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:%SERVER_PRECEDENCE"
+
+/* [twilio] */
+#define ACCOUNT_SID_LEN               34u          /* "AC" + 32 hex digits */
+
+/* [store] */
+#define DEFAULT_STORE_DRIVER          "sqlite"
+#define DEFAULT_STORE_PATH            "/var/lib/twhookd/twhookd.db"
+#define STORE_BUSY_TIMEOUT_MS         5000
+
+/* [secrets] */
+#define DEFAULT_SERVER_KEY_FILE       "/var/lib/twhookd/server.key"
+
+/* [reset] */
+#define DEFAULT_RESET_ROUTE           "/sms/reset"
+#define DEFAULT_RESET_MESSAGE         "Reset your password: {link}"
+#define DEFAULT_TOKEN_TTL             (15u * 60u)  /* seconds */
+
+/* [admin] */
+#define DEFAULT_ADMIN_LISTEN          "127.0.0.1:9090"
+
+/* Hard limits, enforced while reading input. */
+#define MAX_BODY_LIMIT                (1024u * 1024u)   /* largest max_body accepted */
+#define MIN_BODY_LIMIT                1024u
+#define MAX_FORM_PAIRS                256u      /* Twilio sends ~40; more is not Twilio */
+#define MAX_TARGET_LEN                4096u     /* raw request-target */
+#define MAX_URL_LEN                   8192u     /* public base + target */
+#define MAX_SECRET_FILE               4096u     /* bytes read from a *_file */
+#define MAX_CONFIG_FILE               (256u * 1024u)
+#define MAX_TEMPLATE_LEN              1024u
+#define MAX_USER_ID_LEN               256u
+#define MAX_ADMIN_BODY                4096u
+#define MAX_THREADS                   256u
+#define MAX_AUTH_TOKENS               2u        /* primary + secondary during rotation */
+
+/* Idempotency: a webhook's record outlives Twilio's retries and any replay window. */
+#define IDEMPOTENCY_KEEP              (30 * 24 * 3600)  /* seconds */
+/* A claim still "running" after this long belongs to a crashed process: take it over. */
+#define CLAIM_STALE_AFTER             60        /* seconds */
+#define PURGE_INTERVAL                3600      /* seconds between store purges */
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * SMS password reset: the sender's registered user gets a single-use link.
+ * The token is derived from the server key and the MessageSid, so a retry of
+ * the same webhook answers the same link without the token ever being stored:
+ * the store keeps only its keyed hash. An unknown sender gets the configured
+ * unknown_reply through the same steps, so the answer says nothing about
+ * which numbers are registered.
+ */
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "handler.h"
+#include "phone.h"
+#include "template.h"
+#include "twiml.h"
+
+enum reset_outcome {
+	RESET_UNKNOWN_NUMBER = 0,
+	RESET_TOKEN_ISSUED = 1,
+};
+
+/* TwiML carrying the link for token. */
+static int
+render_link(const struct config *cfg, const char *token, struct reply *reply)
+{
+	struct buf	link = BUF_INIT, text = BUF_INIT;
+	int		rc = -1;
+
+	if (template_expand(cfg->reset_link, "{token}", token, strlen(token), &link) == -1 ||
+	    template_expand(cfg->reset_message, "{link}", link.data, link.len, &text) == -1 ||
+	    twiml_message(text.data, text.len, &reply->body) == -1)
+		goto done;
+	rc = 0;
+done:
+	buf_free_secret(&link);
+	buf_free_secret(&text);
+	return rc;
+}
+
+static int
+render_unknown(const struct config *cfg, struct reply *reply)
+{
+	const char *text = cfg->reset_unknown_reply;
+
+	if (text == NULL || text[0] == '\0')
+		return twiml_empty(&reply->body);
+	return twiml_message(text, strlen(text), &reply->body);
+}
+
+static int
+render_token_reply(struct app *app, const struct request *req, struct reply *reply)
+{
+	char	token[SECRET_TOKEN_LEN + 1];
+	int	rc;
+
+	secret_reset_token(app->key, req->message_sid, strlen(req->message_sid), token);
+	rc = render_link(app->cfg, token, reply);
+	sodium_memzero(token, sizeof(token));
+	return rc;
+}
+
+static enum handler_result
+reset_run(struct app *app, struct request *req, struct reply *reply)
+{
+	const struct form_pair	*from = form_find(&req->form, "From");
+	struct buf		 user = BUF_INIT;
+	uint8_t			 hash[SECRET_HASH_BYTES];
+	char			 token[SECRET_TOKEN_LEN + 1];
+	bool			 found = false;
+	int64_t			 now = (int64_t)time(NULL);
+	enum handler_result	 res = HANDLER_UNAVAILABLE;
+
+	if (from == NULL)
+		return HANDLER_BAD_INPUT;
+	/* A sender that is not a phone number (short code, alphanumeric) has no account. */
+	if (phone_is_e164(from->value, from->value_len) &&
+	    store_user_lookup(app->store, from->value, &user, &found) == -1)
+		goto done;
+	if (!found) {
+		if (store_reset_finish(app->store, req->route->name, req->message_sid,
+		    RESET_UNKNOWN_NUMBER, NULL, NULL, 0, now) == -1)
+			goto done;
+		metrics_inc(&app->metrics, METRIC_RESET_UNKNOWN_NUMBER);
+		res = render_unknown(app->cfg, reply) == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;
+		goto done;
+	}
+	secret_reset_token(app->key, req->message_sid, strlen(req->message_sid), token);
+	secret_hash(app->key, token, SECRET_TOKEN_LEN, hash);
+	/* Committed before the answer leaves: a link we sent is always redeemable. */
+	if (store_reset_finish(app->store, req->route->name, req->message_sid,
+	    RESET_TOKEN_ISSUED, hash, user.data,
+	    now + (int64_t)app->cfg->reset_token_ttl, now) == -1)
+		goto done;
+	metrics_inc(&app->metrics, METRIC_RESET_ISSUED);
+	res = render_link(app->cfg, token, reply) == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;
+done:
+	sodium_memzero(token, sizeof(token));
+	buf_free(&user);
+	return res;
+}
+
+static enum handler_result
+reset_replay(struct app *app, struct request *req, const struct store_claim *claim,
+    struct reply *reply)
+{
+	int rc;
+
+	if (claim->outcome == RESET_TOKEN_ISSUED)
+		rc = render_token_reply(app, req, reply);
+	else
+		rc = render_unknown(app->cfg, reply);
+	return rc == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;
+}
+
+const struct handler handler_reset = {
+	.run = reset_run,
+	.replay = reset_replay,
+};

@@ -1,0 +1,416 @@
+/*
+ * The public listener's guard chain. Each guard either passes or returns one
+ * verdict; verdicts map to exactly one HTTP status in the table below, so the
+ * security model reads top to bottom in pipeline_begin and pipeline_finish.
+ * No handler, store write or outbound call runs before the signature passed.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "handler.h"
+#include "log.h"
+#include "pipeline.h"
+#include "public_url.h"
+
+enum verdict {
+	V_OK = 0,
+	V_NOT_FOUND,
+	V_METHOD_NOT_ALLOWED,
+	V_BAD_FRAMING,
+	V_TARGET_TOO_LONG,
+	V_TOO_LARGE,
+	V_MEDIA_TYPE,
+	V_BAD_BODY,
+	V_BAD_HOST,
+	V_FORBIDDEN,
+	V_BAD_INPUT,
+	V_IN_PROGRESS,
+	V_UNAVAILABLE,
+	V_NOT_READY,
+	V_INTERNAL,
+	V_COUNT
+};
+
+/* The one place a failure becomes a status. A 403 says nothing, by design. */
+static const struct {
+	unsigned	 status;
+	bool		 close;		/* framing we cannot trust: drop the connection */
+	const char	*body;
+} verdicts[V_COUNT] = {
+	[V_OK]			= { 200, false, NULL },
+	[V_NOT_FOUND]		= { 404, false, "not found\n" },
+	[V_METHOD_NOT_ALLOWED]	= { 405, false, "method not allowed\n" },
+	[V_BAD_FRAMING]		= { 400, true,  "bad request framing\n" },
+	[V_TARGET_TOO_LONG]	= { 414, true,  "request target too long\n" },
+	[V_TOO_LARGE]		= { 413, true,  "payload too large\n" },
+	[V_MEDIA_TYPE]		= { 415, true,  "unsupported media type\n" },
+	[V_BAD_BODY]		= { 400, false, "malformed body\n" },
+	[V_BAD_HOST]		= { 400, false, "bad host\n" },
+	[V_FORBIDDEN]		= { 403, false, "" },
+	[V_BAD_INPUT]		= { 400, false, "missing or malformed parameter\n" },
+	[V_IN_PROGRESS]		= { 503, false, "" },
+	[V_UNAVAILABLE]		= { 503, false, "temporarily unavailable\n" },
+	[V_NOT_READY]		= { 503, false, "not ready\n" },
+	[V_INTERNAL]		= { 500, false, "internal error\n" },
+};
+
+enum media { MEDIA_OTHER, MEDIA_FORM, MEDIA_JSON };
+
+static void
+decide(struct request *req, struct reply *reply, enum verdict v, const char *reason)
+{
+	reply->status = verdicts[v].status;
+	reply->close = verdicts[v].close;
+	req->reason = reason;
+	if (verdicts[v].body != NULL && verdicts[v].body[0] != '\0') {
+		reply->content_type = "text/plain; charset=utf-8";
+		buf_reset(&reply->body);
+		if (buf_append_str(&reply->body, verdicts[v].body) == -1)
+			buf_free(&reply->body);
+	}
+}
+
+int
+pipeline_init(struct app *app)
+{
+	const struct route table[] = {
+		{ "reset", "POST", app->cfg->reset_route, true, &handler_reset, PROBE_NONE },
+		{ "healthz", "GET", "/healthz", false, NULL, PROBE_HEALTH },
+		{ "readyz", "GET", "/readyz", false, NULL, PROBE_READY },
+	};
+
+	_Static_assert(sizeof(table) / sizeof(table[0]) <= APP_MAX_ROUTES, "route table");
+	memcpy(app->routes, table, sizeof(table));
+	app->route_count = sizeof(table) / sizeof(table[0]);
+	return 0;
+}
+
+/*
+ * Request hygiene. Twilio sends one Content-Length, no Transfer-Encoding and
+ * one X-Twilio-Signature; anything else is a request-smuggling shape that
+ * libmicrohttpd 0.9.75 would otherwise accept (RFC 9112, 6.3).
+ */
+static enum verdict
+guard_framing(const struct request *req, const char **reason)
+{
+	const struct request_headers *h = &req->h;
+
+	*reason = "framing";
+	if (h->content_length_count > 1 || h->bad_content_length)
+		*reason = "framing_content_length";
+	else if (h->transfer_encoding_count > 0)
+		*reason = "framing_transfer_encoding";
+	else if (h->signature_count > 1)
+		*reason = "framing_duplicate_signature";
+	else if (h->bad_value)
+		*reason = "framing_header_value";
+	else if (h->bad_name)
+		*reason = "framing_header_name";
+	else if (req->target_len > MAX_TARGET_LEN)
+		return *reason = "target_too_long", V_TARGET_TOO_LONG;
+	else
+		return V_OK;
+	return V_BAD_FRAMING;
+}
+
+static enum verdict
+guard_route(struct app *app, struct request *req, struct reply *reply)
+{
+	const struct route *path_match = NULL;
+
+	for (size_t i = 0; i < app->route_count; i++) {
+		const struct route *r = &app->routes[i];
+
+		if (strcmp(req->path, r->path) != 0)
+			continue;
+		path_match = r;
+		if (strcmp(req->method, r->method) == 0) {
+			req->route = r;
+			req->route_name = r->name;
+			return V_OK;
+		}
+	}
+	if (path_match != NULL) {
+		req->route_name = path_match->name;
+		reply->allow = path_match->method;
+		return V_METHOD_NOT_ALLOWED;
+	}
+	return V_NOT_FOUND;
+}
+
+/* Media type of Content-Type, parameters ignored (RFC 9110, 8.3.1). */
+static enum media
+media_type(const char *ct)
+{
+	size_t len;
+
+	if (ct == NULL)
+		return MEDIA_OTHER;
+	len = strcspn(ct, "; \t");
+	if (len == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", len) == 0)
+		return MEDIA_FORM;
+	if (len == 16 && strncasecmp(ct, "application/json", len) == 0)
+		return MEDIA_JSON;
+	return MEDIA_OTHER;
+}
+
+static void
+answer_probe(struct app *app, const struct route *r, struct request *req,
+    struct reply *reply)
+{
+	bool ready = !atomic_load(&app->draining) && store_ping(app->store) == 0;
+
+	if (r->probe == PROBE_READY && !ready) {
+		decide(req, reply, V_NOT_READY,
+		    atomic_load(&app->draining) ? "draining" : "store_unreachable");
+		return;
+	}
+	reply->status = 200;
+	reply->content_type = "text/plain; charset=utf-8";
+	if (buf_append_str(&reply->body, "ok\n") == -1)
+		buf_free(&reply->body);
+}
+
+void
+pipeline_begin(void *arg, struct request *req, struct reply *reply)
+{
+	struct app	*app = arg;
+	const char	*reason = "ok";
+	enum verdict	 v;
+
+	if ((v = guard_framing(req, &reason)) != V_OK) {
+		metrics_inc(&app->metrics, METRIC_HYGIENE_REFUSED);
+		decide(req, reply, v, reason);
+	} else if ((v = guard_route(app, req, reply)) != V_OK) {
+		decide(req, reply, v, v == V_NOT_FOUND ? "no_route" : "method");
+	} else if (req->route->probe != PROBE_NONE) {
+		answer_probe(app, req->route, req, reply);
+	} else if (req->h.has_content_length && req->h.content_length > app->cfg->max_body) {
+		decide(req, reply, V_TOO_LARGE, "body_too_large");
+	} else if (media_type(req->h.content_type) == MEDIA_OTHER) {
+		decide(req, reply, V_MEDIA_TYPE, "content_type");
+	}
+}
+
+/* A JSON webhook's top-level string members, as form pairs for the handler. */
+static enum verdict
+json_to_form(struct request *req)
+{
+	const struct buf *body = &req->body;
+	json_t		*root, *value;
+	json_error_t	 err;
+	const char	*key;
+	enum verdict	 v = V_OK;
+
+	root = json_loadb(body->data != NULL ? body->data : "", body->len,
+	    JSON_REJECT_DUPLICATES, &err);
+	if (root == NULL || !json_is_object(root) || json_object_size(root) > MAX_FORM_PAIRS) {
+		json_decref(root);
+		req->reason = "json_body";
+		return V_BAD_BODY;
+	}
+	json_object_foreach(root, key, value) {
+		if (!json_is_string(value))
+			continue;
+		if (form_add(&req->form, key, strlen(key), json_string_value(value),
+		    json_string_length(value)) == -1) {
+			v = V_INTERNAL;
+			break;
+		}
+	}
+	json_decref(root);
+	return v;
+}
+
+/* Reason classes for the access log: one word each, never a secret. */
+static const char *
+signature_reason(enum signature_result r)
+{
+	switch (r) {
+	case SIGNATURE_OK:			return "ok";
+	case SIGNATURE_MISSING:			return "signature_missing";
+	case SIGNATURE_MALFORMED:		return "signature_malformed";
+	case SIGNATURE_MISMATCH:		return "signature_mismatch";
+	case SIGNATURE_NO_BODY_HASH:		return "body_hash_missing";
+	case SIGNATURE_BODY_HASH_MISMATCH:	return "body_hash_mismatch";
+	case SIGNATURE_ERROR:			break;
+	}
+	return "signature_error";
+}
+
+/* Verify X-Twilio-Signature over the URL Twilio signed. */
+static enum verdict
+guard_signature(struct app *app, struct request *req, enum media media)
+{
+	const struct config		*cfg = app->cfg;
+	struct buf			 url = BUF_INIT;
+	struct public_url_input		 in = {
+		.public_url = cfg->public_url, .tls = req->tls,
+		.peer = (const struct sockaddr *)&req->peer,
+		.trusted = cfg->trusted, .trusted_count = cfg->trusted_count,
+		.host = req->h.host, .forwarded_proto = req->h.forwarded_proto,
+		.forwarded_host = req->h.forwarded_host,
+		.target = req->target, .target_len = req->target_len,
+	};
+	struct signature_check		 check;
+	enum public_url_result		 ur;
+	enum signature_result		 sr;
+	enum verdict			 v = V_OK;
+
+	if ((ur = public_url_build(&in, &url)) != PUBLIC_URL_OK) {
+		req->reason = public_url_result_str(ur);
+		v = ur == PUBLIC_URL_NOMEM ? V_INTERNAL : V_BAD_HOST;
+		goto done;
+	}
+	check = (struct signature_check){
+		.url = url.data, .url_len = url.len,
+		.params = media == MEDIA_FORM ? &req->form : NULL,
+		.body = (const uint8_t *)req->body.data, .body_len = req->body.len,
+		.header = req->h.signature, .header_len = req->h.signature_len,
+		.keys = app->tokens, .key_count = app->token_count,
+	};
+	if ((sr = signature_verify(&check)) != SIGNATURE_OK) {
+		req->reason = signature_reason(sr);
+		metrics_inc(&app->metrics, sr == SIGNATURE_MISSING ?
+		    METRIC_SIGNATURE_MISSING : METRIC_SIGNATURE_INVALID);
+		v = sr == SIGNATURE_ERROR ? V_INTERNAL : V_FORBIDDEN;
+	}
+done:
+	buf_free(&url);
+	return v;
+}
+
+/* A valid signature from another Twilio account is still not ours. */
+static enum verdict
+guard_account(struct app *app, struct request *req)
+{
+	const struct form_pair	*p = form_find(&req->form, "AccountSid");
+	const char		*want = app->cfg->account_sid;
+
+	if (p == NULL || p->value_len != strlen(want) ||
+	    memcmp(p->value, want, p->value_len) != 0) {
+		req->reason = "wrong_account";
+		metrics_inc(&app->metrics, METRIC_SIGNATURE_WRONG_ACCOUNT);
+		return V_FORBIDDEN;
+	}
+	return V_OK;
+}
+
+/* MessageSid: two letters and 32 lower-case hex digits ("SM...", "MM..."). */
+static bool
+valid_sid(const char *s, size_t len)
+{
+	if (len != 34 || s[0] < 'A' || s[0] > 'Z' || s[1] < 'A' || s[1] > 'Z')
+		return false;
+	for (size_t i = 2; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* Note what the access log may show: a masked From and the MessageSid. */
+static enum verdict
+guard_message_sid(struct request *req)
+{
+	const struct form_pair *from = form_find(&req->form, "From");
+	const struct form_pair *sid = form_find(&req->form, "MessageSid");
+
+	if (from != NULL)
+		phone_mask(from->value, from->value_len, req->from_masked);
+	if (sid == NULL || !valid_sid(sid->value, sid->value_len)) {
+		req->reason = "message_sid";
+		return V_BAD_INPUT;
+	}
+	memcpy(req->message_sid, sid->value, sid->value_len + 1);
+	return V_OK;
+}
+
+static enum verdict
+handler_verdict(enum handler_result r, struct request *req)
+{
+	switch (r) {
+	case HANDLER_OK:
+		return V_OK;
+	case HANDLER_BAD_INPUT:
+		req->reason = "bad_parameter";
+		return V_BAD_INPUT;
+	case HANDLER_UNAVAILABLE:
+		req->reason = "store_error";
+		return V_UNAVAILABLE;
+	}
+	return V_INTERNAL;
+}
+
+/*
+ * Idempotency, keyed by the signed MessageSid: a finished webhook is answered
+ * from its record, one still running gets 503 (Twilio retries), a new one runs
+ * its handler, which finishes the claim in the handler's own transaction.
+ */
+static enum verdict
+run_once(struct app *app, struct request *req, struct reply *reply)
+{
+	const struct handler	*h = req->route->handler;
+	struct store_claim	 claim = { .user_id = BUF_INIT };
+	enum verdict		 v;
+
+	if (store_claim(app->store, req->route->name, req->message_sid,
+	    (int64_t)time(NULL), CLAIM_STALE_AFTER, &claim) == -1) {
+		metrics_inc(&app->metrics, METRIC_STORE_ERRORS);
+		req->reason = "store_error";
+		return V_UNAVAILABLE;
+	}
+	switch (claim.state) {
+	case STORE_CLAIM_RUNNING:
+		metrics_inc(&app->metrics, METRIC_WEBHOOK_IN_PROGRESS);
+		req->reason = "in_progress";
+		v = V_IN_PROGRESS;
+		break;
+	case STORE_CLAIM_DONE:
+		metrics_inc(&app->metrics, METRIC_WEBHOOK_REPLAYED);
+		req->reason = "replay";
+		v = handler_verdict(h->replay(app, req, &claim, reply), req);
+		break;
+	case STORE_CLAIM_NEW:
+	default:
+		v = handler_verdict(h->run(app, req, reply), req);
+		if (v != V_OK &&
+		    store_claim_release(app->store, req->route->name, req->message_sid) == -1)
+			metrics_inc(&app->metrics, METRIC_STORE_ERRORS);
+		break;
+	}
+	buf_free(&claim.user_id);
+	return v;
+}
+
+void
+pipeline_finish(void *arg, struct request *req, struct reply *reply)
+{
+	struct app	*app = arg;
+	enum media	 media = media_type(req->h.content_type);
+	enum form_result fr;
+	enum verdict	 v;
+
+	if (req->body_overflow) {
+		decide(req, reply, V_TOO_LARGE, "body_too_large");
+		return;
+	}
+	if (media == MEDIA_FORM &&
+	    (fr = form_parse(req->body.data != NULL ? req->body.data : "", req->body.len, MAX_FORM_PAIRS, &req->form)) != FORM_OK) {
+		decide(req, reply, fr == FORM_NOMEM ? V_INTERNAL : V_BAD_BODY, "form_body");
+		return;
+	}
+	if ((v = guard_signature(app, req, media)) != V_OK ||
+	    (media == MEDIA_JSON && (v = json_to_form(req)) != V_OK) ||
+	    (v = guard_account(app, req)) != V_OK ||
+	    (v = guard_message_sid(req)) != V_OK ||
+	    (v = run_once(app, req, reply)) != V_OK) {
+		decide(req, reply, v, req->reason);
+		return;
+	}
+	reply->status = 200;
+	reply->content_type = "text/xml; charset=utf-8";
+}

@@ -1,0 +1,45 @@
+/*
+ * The URL Twilio signed: the configured public_url, or scheme and host from
+ * the request (X-Forwarded-Proto/-Host only from a trusted proxy), followed
+ * by the raw request-target exactly as it arrived. Pure.
+ */
+#ifndef TWHOOKD_PUBLIC_URL_H
+#define TWHOOKD_PUBLIC_URL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "config.h"
+
+enum public_url_result {
+	PUBLIC_URL_OK = 0,
+	PUBLIC_URL_NO_HOST,	/* no public_url and no usable Host header */
+	PUBLIC_URL_BAD_HEADER,	/* Host or X-Forwarded-* with characters no host has */
+	PUBLIC_URL_TOO_LONG,
+	PUBLIC_URL_NOMEM,
+};
+
+struct public_url_input {
+	const char		*public_url;	/* from config, or NULL */
+	bool			 tls;		/* the listener's own scheme */
+	const struct sockaddr	*peer;
+	const struct config_cidr *trusted;
+	size_t			 trusted_count;
+	const char		*host;		/* Host header, or NULL */
+	const char		*forwarded_proto;
+	const char		*forwarded_host;
+	const char		*target;	/* raw request-target */
+	size_t			 target_len;
+};
+
+__attribute__((warn_unused_result))
+enum public_url_result	public_url_build(const struct public_url_input *in,
+			    struct buf *out);
+/* True when addr falls in one of the CIDRs. */
+bool	public_url_trusted(const struct sockaddr *addr, const struct config_cidr *cidrs,
+	    size_t count);
+const char *public_url_result_str(enum public_url_result r);
+
+#endif

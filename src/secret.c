@@ -1,0 +1,274 @@
+/*
+ * Reset tokens and keyed hashes under the server key (libsodium). Two
+ * subkeys are derived once at load, one per purpose, so a token can never
+ * equal the hash the store keeps. Refuses a key file that is not 0600-like,
+ * not regular, a symlink, or not exactly SECRET_KEY_BYTES long.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "secret.h"
+
+#define KDF_CONTEXT	"twhookd_"	/* crypto_kdf_CONTEXTBYTES characters */
+
+/* Subkey ids: never reuse or renumber, tokens already issued depend on them. */
+enum subkey_id {
+	SUBKEY_RESET_TOKEN = 1,
+	SUBKEY_HASH = 2,
+};
+
+/* Lives in sodium_malloc memory (guard pages, mlock), read-only once built. */
+struct secret_key {
+	uint8_t	token_key[crypto_generichash_KEYBYTES];
+	uint8_t	hash_key[crypto_generichash_KEYBYTES];
+};
+
+_Static_assert(sizeof(KDF_CONTEXT) - 1 == crypto_kdf_CONTEXTBYTES, "kdf context");
+_Static_assert(SECRET_KEY_BYTES == crypto_kdf_KEYBYTES, "key size");
+_Static_assert(SECRET_HASH_BYTES == crypto_generichash_BYTES, "hash size");
+_Static_assert(sodium_base64_ENCODED_LEN(SECRET_TOKEN_BYTES,
+    sodium_base64_VARIANT_URLSAFE_NO_PADDING) == SECRET_TOKEN_LEN + 1, "token length");
+
+int
+secret_key_from_bytes(const uint8_t *bytes, size_t len, struct secret_key **out)
+{
+	struct secret_key	*key;
+
+	*out = NULL;
+	if (len != SECRET_KEY_BYTES || sodium_init() < 0)
+		return -1;
+	if ((key = sodium_malloc(sizeof(*key))) == NULL)
+		return -1;
+	if (crypto_kdf_derive_from_key(key->token_key, sizeof(key->token_key),
+	    SUBKEY_RESET_TOKEN, KDF_CONTEXT, bytes) != 0 ||
+	    crypto_kdf_derive_from_key(key->hash_key, sizeof(key->hash_key),
+	    SUBKEY_HASH, KDF_CONTEXT, bytes) != 0) {
+		secret_key_free(key);
+		return -1;
+	}
+	/*
+	 * Read-only rather than no-access: threads derive tokens concurrently,
+	 * and toggling protection around each use would race between them.
+	 */
+	sodium_mprotect_readonly(key);
+	*out = key;
+	return 0;
+}
+
+void
+secret_key_free(struct secret_key *key)
+{
+	if (key == NULL)
+		return;
+	sodium_mprotect_readwrite(key);
+	sodium_memzero(key, sizeof(*key));
+	sodium_free(key);
+}
+
+void
+secret_reset_token(const struct secret_key *key, const char *message_sid,
+    size_t len, char out[SECRET_TOKEN_LEN + 1])
+{
+	uint8_t	digest[SECRET_TOKEN_BYTES];
+
+	crypto_generichash(digest, sizeof(digest), (const unsigned char *)message_sid,
+	    len, key->token_key, sizeof(key->token_key));
+	sodium_bin2base64(out, SECRET_TOKEN_LEN + 1, digest, sizeof(digest),
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(digest, sizeof(digest));
+}
+
+void
+secret_hash(const struct secret_key *key, const char *token, size_t len,
+    uint8_t out[SECRET_HASH_BYTES])
+{
+	crypto_generichash(out, SECRET_HASH_BYTES, (const unsigned char *)token,
+	    len, key->hash_key, sizeof(key->hash_key));
+}
+
+/* Read exactly SECRET_KEY_BYTES from path into raw. *missing when ENOENT. */
+static int
+key_read(const char *path, uint8_t *raw, bool *missing, char *err, size_t errsz)
+{
+	struct stat	st;
+	size_t		got = 0;
+	ssize_t		n;
+	int		fd, rc = -1;
+
+	*missing = false;
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+		*missing = errno == ENOENT;
+		snprintf(err, errsz, "%s: %s", path, errno == ELOOP ?
+		    "is a symbolic link (refused)" : strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		snprintf(err, errsz, "%s: %s", path, strerror(errno));
+		goto done;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errsz, "%s: not a regular file", path);
+		goto done;
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		snprintf(err, errsz, "%s: mode %04o lets group or others access the "
+		    "server key; chmod 600 it", path, (unsigned)(st.st_mode & 07777));
+		goto done;
+	}
+	if (st.st_size != (off_t)SECRET_KEY_BYTES) {
+		snprintf(err, errsz, "%s: is %lld bytes, a server key is exactly %u",
+		    path, (long long)st.st_size, SECRET_KEY_BYTES);
+		goto done;
+	}
+	while (got < SECRET_KEY_BYTES) {
+		n = read(fd, raw + got, SECRET_KEY_BYTES - got);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(err, errsz, "%s: %s", path,
+			    n == 0 ? "shorter than its size (changed while read)" :
+			    strerror(errno));
+			goto done;
+		}
+		got += (size_t)n;
+	}
+	rc = 0;
+done:
+	close(fd);
+	return rc;
+}
+
+static int
+write_all(int fd, const uint8_t *p, size_t len)
+{
+	ssize_t	n;
+
+	while (len > 0) {
+		if ((n = write(fd, p, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* fsync the directory holding path, so the new name survives a power loss. */
+static int
+fsync_dir(const char *path)
+{
+	char	dir[PATH_MAX];
+	char	*slash;
+	int	fd, rc;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return -1;
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	/* Some file systems cannot fsync a directory; nothing more to do there. */
+	rc = fsync(fd) == -1 && errno != EINVAL ? -1 : 0;
+	close(fd);
+	return rc;
+}
+
+/*
+ * Write a fresh key to a private temporary name, then link(2) it into place:
+ * link fails with EEXIST instead of replacing, so when two processes start at
+ * once exactly one key wins and nobody ever reads a half-written file.
+ * 0 created (raw holds it), 1 another process created it first, -1 error.
+ */
+static int
+key_create(const char *path, uint8_t *raw, char *err, size_t errsz)
+{
+	char	tmp[PATH_MAX], suffix[2 * 8 + 1];
+	uint8_t	rnd[8];
+	int	fd = -1, rc = -1;
+
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(suffix, sizeof(suffix), rnd, sizeof(rnd));
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%s", path, suffix) >= (int)sizeof(tmp)) {
+		snprintf(err, errsz, "%s: path too long", path);
+		return -1;
+	}
+	fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		snprintf(err, errsz, "%s: cannot create: %s", tmp, strerror(errno));
+		return -1;
+	}
+	randombytes_buf(raw, SECRET_KEY_BYTES);
+	/* Exactly 0600 whatever the umask, so key_read accepts it next start. */
+	if (fchmod(fd, 0600) == -1 || write_all(fd, raw, SECRET_KEY_BYTES) == -1 ||
+	    fsync(fd) == -1) {
+		snprintf(err, errsz, "%s: cannot write: %s", tmp, strerror(errno));
+		goto done;
+	}
+	if (close(fd) == -1) {
+		fd = -1;
+		snprintf(err, errsz, "%s: cannot write: %s", tmp, strerror(errno));
+		goto done;
+	}
+	fd = -1;
+	if (link(tmp, path) == 0)
+		rc = 0;
+	else if (errno == EEXIST)
+		rc = 1;
+	else
+		snprintf(err, errsz, "%s: cannot create: %s", path, strerror(errno));
+done:
+	if (fd != -1)
+		close(fd);
+	unlink(tmp);
+	if (rc == 0 && fsync_dir(path) == -1) {
+		snprintf(err, errsz, "%s: cannot sync directory: %s", path,
+		    strerror(errno));
+		rc = -1;
+	}
+	if (rc != 0)
+		sodium_memzero(raw, SECRET_KEY_BYTES);
+	return rc;
+}
+
+int
+secret_key_load(const char *path, bool create, struct secret_key **out,
+    char *err, size_t errsz)
+{
+	uint8_t	*raw = NULL;
+	bool	 missing;
+	int	 rc = -1, r;
+
+	*out = NULL;
+	if (sodium_init() < 0 || (raw = sodium_malloc(SECRET_KEY_BYTES)) == NULL) {
+		snprintf(err, errsz, "%s: cannot set up secure memory", path);
+		return -1;
+	}
+	r = key_read(path, raw, &missing, err, errsz);
+	/* r == 1: lost a creation race; the winner's key is complete, read it. */
+	if (r == -1 && missing && create &&
+	    (r = key_create(path, raw, err, errsz)) == 1)
+		r = key_read(path, raw, &missing, err, errsz);
+	if (r == -1)
+		goto done;
+	if (secret_key_from_bytes(raw, SECRET_KEY_BYTES, out) == -1) {
+		snprintf(err, errsz, "%s: cannot set up secure memory", path);
+		goto done;
+	}
+	rc = 0;
+done:
+	sodium_free(raw);	/* wipes it */
+	return rc;
+}

@@ -1,0 +1,49 @@
+/*
+ * Tokens and their keyed hashes (libsodium). The server key (32 random bytes,
+ * kept in a 0600 file) derives reset tokens from a webhook's MessageSid, so a
+ * retried webhook gets the same token without the token ever being stored,
+ * and keys the hashes that are all the store ever sees.
+ */
+#ifndef TWHOOKD_SECRET_H
+#define TWHOOKD_SECRET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SECRET_KEY_BYTES	32u
+#define SECRET_TOKEN_BYTES	32u	/* 256 bits before encoding */
+#define SECRET_TOKEN_LEN	43u	/* base64url, no padding */
+#define SECRET_HASH_BYTES	32u
+
+struct secret_key;	/* opaque; its bytes live in sodium_malloc memory */
+
+/*
+ * Load the server key from path; when the file is missing and create is true,
+ * write SECRET_KEY_BYTES random bytes to it with mode 0600 (O_EXCL). A file of
+ * the wrong size or readable by group/others is refused. 0, or -1 with a
+ * message in err.
+ */
+__attribute__((warn_unused_result))
+int	secret_key_load(const char *path, bool create, struct secret_key **out,
+	    char *err, size_t errsz);
+/* Build a key from raw bytes (tests). 0 or -1. */
+__attribute__((warn_unused_result))
+int	secret_key_from_bytes(const uint8_t *bytes, size_t len, struct secret_key **out);
+/* Wipe and free; accepts NULL. */
+void	secret_key_free(struct secret_key *key);
+
+/*
+ * The reset token for a webhook: base64url (no padding) of a keyed BLAKE2b of
+ * the MessageSid under a subkey of the server key. Deterministic, so a retry
+ * gets the same token; unpredictable without the key. out receives
+ * SECRET_TOKEN_LEN characters and a NUL.
+ */
+void	secret_reset_token(const struct secret_key *key, const char *message_sid,
+	    size_t len, char out[SECRET_TOKEN_LEN + 1]);
+
+/* Keyed hash (another subkey) of a token or PIN: what the store keeps. */
+void	secret_hash(const struct secret_key *key, const char *token, size_t len,
+	    uint8_t out[SECRET_HASH_BYTES]);
+
+#endif

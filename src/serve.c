@@ -1,0 +1,241 @@
+/*
+ * Startup in a fixed order (config, log, server key, store, TLS, routes,
+ * listeners, READY=1), then a signal loop that purges old records hourly.
+ * SIGTERM: /readyz turns 503 for drain_delay so the load balancer moves
+ * away, the listener stops accepting, requests in flight finish (up to
+ * shutdown_timeout), and the process exits 0. Fatal errors only before ready.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <systemd/sd-daemon.h>
+
+#include "admin.h"
+#include "log.h"
+#include "pipeline.h"
+#include "serve.h"
+#include "server.h"
+#include "tls.h"
+
+struct daemon_state {
+	struct app		 app;
+	struct config		*cfg;
+	struct tls_material	 tls;
+	struct server		*public;
+	struct server		*admin;
+};
+
+static void
+public_done(void *arg, const struct request *req)
+{
+	struct app *app = arg;
+
+	metrics_status(&app->metrics, req->status);
+}
+
+static void
+print_errors(const struct buf *errors)
+{
+	if (errors->len > 0)
+		fwrite(errors->data, 1, errors->len, stderr);
+}
+
+int
+serve_check_config(const char *config_path)
+{
+	struct config	*cfg = NULL;
+	struct buf	 errors = BUF_INIT;
+	int		 rc = 1;
+
+	if (sodium_init() < 0) {
+		fprintf(stderr, "twhookd: libsodium failed to initialise\n");
+		return 1;
+	}
+	if (config_load(config_path, &cfg, &errors) == 0) {
+		printf("%s: configuration OK\n", config_path);
+		rc = 0;
+	}
+	print_errors(&errors);
+	buf_free(&errors);
+	config_free(cfg);
+	return rc;
+}
+
+static int
+setup_state(struct daemon_state *st, const char *config_path)
+{
+	struct buf	 errors = BUF_INIT;
+	char		 err[512];
+	struct app	*app = &st->app;
+
+	if (config_load(config_path, &st->cfg, &errors) == -1) {
+		print_errors(&errors);
+		buf_free(&errors);
+		return -1;
+	}
+	buf_free(&errors);
+	log_init(st->cfg->log_level);
+	app->cfg = st->cfg;
+	atomic_init(&app->draining, false);
+	app->tokens[app->token_count++] = (struct signature_key){
+	    (const uint8_t *)st->cfg->auth_token.data, st->cfg->auth_token.len };
+	if (st->cfg->secondary_auth_token.data != NULL)
+		app->tokens[app->token_count++] = (struct signature_key){
+		    (const uint8_t *)st->cfg->secondary_auth_token.data,
+		    st->cfg->secondary_auth_token.len };
+	if (secret_key_load(st->cfg->server_key_file, true, &app->key, err, sizeof(err)) == -1) {
+		log_error("server key: %s", err);
+		return -1;
+	}
+	if (store_open(st->cfg->store_path, &app->store, err, sizeof(err)) == -1) {
+		log_error("store: %s", err);
+		return -1;
+	}
+	if (st->cfg->tls && tls_load(st->cfg->tls_cert, st->cfg->tls_key,
+	    st->cfg->tls_priorities, &st->tls, err, sizeof(err)) == -1) {
+		log_error("tls: %s", err);
+		return -1;
+	}
+	return pipeline_init(app);
+}
+
+/* systemd socket activation: fd 3 is the public socket, fd 4 the admin one. */
+static int
+inherited_fd(int index)
+{
+	int n = sd_listen_fds(0);
+
+	return n > index ? SD_LISTEN_FDS_START + index : -1;
+}
+
+static int
+start_listeners(struct daemon_state *st)
+{
+	const struct config	*cfg = st->cfg;
+	struct server_options	 pub = {
+		.name = "public", .listen = cfg->listen, .listen_fd = inherited_fd(0),
+		.tls = cfg->tls, .tls_cert = st->tls.cert, .tls_key = st->tls.key,
+		.tls_priorities = cfg->tls_priorities, .threads = cfg->threads,
+		.max_connections = cfg->max_connections,
+		.max_connections_per_ip = cfg->max_connections_per_ip,
+		.timeout = cfg->request_timeout, .access_log = true,
+	};
+	struct server_options	 adm = {
+		.name = "admin", .listen = cfg->admin_listen, .listen_fd = inherited_fd(1),
+		.threads = 1, .max_connections = 64, .timeout = cfg->request_timeout,
+		.access_log = true,
+	};
+	struct server_hooks	 pub_hooks = { pipeline_begin, pipeline_finish,
+		public_done, &st->app, cfg->max_body };
+	struct server_hooks	 adm_hooks = { admin_begin, admin_finish, NULL,
+		&st->app, MAX_ADMIN_BODY };
+
+	if (pub.threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		pub.threads = n > 0 && n <= (long)MAX_THREADS ? (unsigned)n : 1u;
+	}
+	if (server_start(&pub, &pub_hooks, &st->public) == -1)
+		return -1;
+	if (cfg->admin_listen != NULL && cfg->admin_listen[0] != '\0' &&
+	    server_start(&adm, &adm_hooks, &st->admin) == -1)
+		return -1;
+	log_info("twhookd %s: public listener on %s (%s, %u threads)%s%s", TWHOOKD_VERSION,
+	    pub.listen_fd >= 0 ? "inherited socket" : cfg->listen,
+	    cfg->tls ? "https" : "http behind a TLS proxy", pub.threads,
+	    st->admin != NULL ? ", admin on " : "", st->admin != NULL ? cfg->admin_listen : "");
+	return 0;
+}
+
+static void
+purge(struct app *app)
+{
+	if (store_purge(app->store, (int64_t)time(NULL), IDEMPOTENCY_KEEP) == -1)
+		metrics_inc(&app->metrics, METRIC_STORE_ERRORS);
+}
+
+/* Wait for SIGTERM/SIGINT, purging every PURGE_INTERVAL. */
+static void
+wait_for_stop(struct daemon_state *st, const sigset_t *set)
+{
+	struct timespec	timeout = { PURGE_INTERVAL, 0 };
+	int		sig;
+
+	for (;;) {
+		sig = sigtimedwait(set, NULL, &timeout);
+		if (sig == SIGTERM || sig == SIGINT)
+			return;
+		if (sig == SIGHUP)
+			log_warnx("SIGHUP: configuration reload is not supported; restart to apply changes");
+		else if (sig == -1 && errno == EAGAIN)
+			purge(&st->app);
+	}
+}
+
+/* Let the load balancer notice /readyz, stop accepting, finish what runs. */
+static void
+drain(struct daemon_state *st)
+{
+	struct timespec	tick = { 0, 10 * 1000 * 1000 };
+	long		ticks;
+
+	atomic_store(&st->app.draining, true);
+	sd_notify(0, "STOPPING=1\nSTATUS=draining");
+	log_info("draining: readyz answers 503 for %us", st->cfg->drain_delay);
+	sleep(st->cfg->drain_delay);
+	server_quiesce(st->public);
+	for (ticks = (long)st->cfg->shutdown_timeout * 100;
+	    ticks > 0 && server_inflight(st->public) > 0; ticks--)
+		nanosleep(&tick, NULL);
+	if (server_inflight(st->public) > 0)
+		log_warnx("shutdown_timeout: %u request(s) still in flight, closing them",
+		    server_inflight(st->public));
+}
+
+static void
+teardown(struct daemon_state *st)
+{
+	server_stop(st->public);
+	server_stop(st->admin);
+	store_close(st->app.store);
+	secret_key_free(st->app.key);
+	tls_release(&st->tls);
+	config_free(st->cfg);
+}
+
+int
+serve_run(const char *config_path)
+{
+	struct daemon_state	st;
+	sigset_t		set;
+	int			rc = 1;
+
+	memset(&st, 0, sizeof(st));
+	if (sodium_init() < 0) {
+		fprintf(stderr, "twhookd: libsodium failed to initialise\n");
+		return 1;
+	}
+	/* Block before any thread starts, so only sigtimedwait sees these. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (setup_state(&st, config_path) == -1 || start_listeners(&st) == -1)
+		goto done;
+	purge(&st.app);
+	sd_notify(0, "READY=1\nSTATUS=serving");
+	wait_for_stop(&st, &set);
+	drain(&st);
+	log_info("stopped");
+	rc = 0;
+done:
+	teardown(&st);
+	return rc;
+}

@@ -1,0 +1,481 @@
+/*
+ * libmicrohttpd listeners. Per-request state is created when the request line
+ * arrives (URI log callback, which also keeps the raw request-target), the
+ * headers are collected and counted on the first access callback, the body is
+ * accumulated up to a cap in the middle calls, the reply is queued on the
+ * last, and everything is freed in the completion callback.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "defaults.h"
+#include "log.h"
+#include "server.h"
+
+struct server {
+	struct MHD_Daemon	*daemon;
+	struct server_hooks	 hooks;
+	char			 name[16];
+	bool			 tls;
+	bool			 access_log;
+	atomic_uint		 inflight;
+};
+
+/* What one request carries between callbacks. */
+struct exchange {
+	struct server	*srv;
+	struct request	 req;
+	struct reply	 reply;
+	bool		 begun;
+};
+
+static void
+exchange_free(struct exchange *x)
+{
+	if (x == NULL)
+		return;
+	request_release(&x->req);
+	reply_release(&x->reply);
+	free(x);
+}
+
+void
+request_release(struct request *req)
+{
+	free(req->target);
+	req->target = NULL;
+	buf_free(&req->body);
+	form_free(&req->form);
+}
+
+void
+reply_release(struct reply *reply)
+{
+	buf_free_secret(&reply->body);	/* a reply may carry a reset link */
+}
+
+/* Request line received: create the exchange and keep the raw target. */
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct server	*srv = cls;
+	struct exchange	*x;
+	uint8_t		 id[8];
+	size_t		 len;
+
+	(void)conn;
+	if ((x = calloc(1, sizeof(*x))) == NULL)
+		return NULL;
+	len = strnlen(uri, MAX_TARGET_LEN + 1);
+	if ((x->req.target = strndup(uri, len)) == NULL) {
+		free(x);
+		return NULL;
+	}
+	x->srv = srv;
+	x->req.target_len = len;
+	x->req.tls = srv->tls;
+	x->req.reason = "ok";
+	clock_gettime(CLOCK_MONOTONIC, &x->req.started);
+	randombytes_buf(id, sizeof(id));
+	sodium_bin2hex(x->req.id, sizeof(x->req.id), id, sizeof(id));
+	atomic_fetch_add(&srv->inflight, 1);
+	return x;
+}
+
+/* Content-Length must be plain decimal digits (RFC 9110, 8.6). */
+static void
+parse_content_length(struct request_headers *h, const char *v)
+{
+	uint64_t n = 0;
+
+	if (*v == '\0')
+		h->bad_content_length = true;
+	for (; *v != '\0'; v++) {
+		if (*v < '0' || *v > '9' || n > (UINT64_MAX - 9) / 10) {
+			h->bad_content_length = true;
+			return;
+		}
+		n = n * 10 + (uint64_t)(*v - '0');
+	}
+	h->has_content_length = true;
+	h->content_length = n;
+}
+
+/*
+ * A header name must be an RFC 9110 token (5.1). libmicrohttpd 0.9.75 glues
+ * an obs-fold continuation line onto the previous header's *name*
+ * ("X-Twilio-Signature" + " abc=" -> "X-Twilio-Signatureabc="), so a name that
+ * extends one of the headers we rely on is a folded line too.
+ */
+static bool
+suspicious_name(const char *key)
+{
+	static const char *const watched[] = {
+		"x-twilio-signature", "content-length", "transfer-encoding",
+		"content-type", "host", "authorization",
+	};
+	const char *p;
+
+	if (*key == '\0')
+		return true;
+	for (p = key; *p != '\0'; p++)
+		if (strchr("!#$%&'*+-.^_`|~", *p) == NULL &&
+		    !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+		    (*p >= 'A' && *p <= 'Z')))
+			return true;
+	for (size_t i = 0; i < sizeof(watched) / sizeof(watched[0]); i++) {
+		size_t n = strlen(watched[i]);
+		if (strlen(key) > n && strncasecmp(key, watched[i], n) == 0)
+			return true;
+	}
+	return false;
+}
+
+static enum MHD_Result
+on_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct request_headers *h = cls;
+
+	(void)kind;
+	if (value == NULL)
+		value = "";
+	if (strpbrk(value, "\r\n") != NULL)
+		h->bad_value = true;
+	if (suspicious_name(key))
+		h->bad_name = true;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		if (h->content_length_count++ == 0)
+			parse_content_length(h, value);
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		h->transfer_encoding_count++;
+	} else if (strcasecmp(key, "X-Twilio-Signature") == 0) {
+		if (h->signature_count++ == 0) {
+			h->signature = value;
+			h->signature_len = strlen(value);
+		}
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_TYPE) == 0) {
+		h->content_type = value;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+		h->host = value;
+	} else if (strcasecmp(key, "X-Forwarded-Proto") == 0) {
+		h->forwarded_proto = value;
+	} else if (strcasecmp(key, "X-Forwarded-Host") == 0) {
+		h->forwarded_host = value;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0) {
+		h->authorization = value;
+	} else if (strcasecmp(key, "I-Twilio-Idempotency-Token") == 0) {
+		h->idempotency_token = value;
+	}
+	return MHD_YES;
+}
+
+static void
+read_request(struct MHD_Connection *conn, struct request *req, const char *method,
+    const char *url)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	req->method = method;
+	req->path = url;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci != NULL && ci->client_addr != NULL) {
+		size_t len = ci->client_addr->sa_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+		memcpy(&req->peer, ci->client_addr, len);
+	}
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, on_header, &req->h);
+}
+
+static struct MHD_Response *
+response_new(const struct reply *reply)
+{
+	const char *data = reply->body.data != NULL ? reply->body.data : "";
+
+#if MHD_VERSION >= 0x00097701
+	return MHD_create_response_from_buffer_copy(reply->body.len, data);
+#else
+	return MHD_create_response_from_buffer(reply->body.len, (void *)(uintptr_t)data,
+	    MHD_RESPMEM_MUST_COPY);
+#endif
+}
+
+static enum MHD_Result
+send_reply(struct MHD_Connection *conn, struct exchange *x)
+{
+	struct MHD_Response	*resp;
+	enum MHD_Result		 ret;
+	struct reply		*reply = &x->reply;
+
+	if ((resp = response_new(reply)) == NULL)
+		return MHD_NO;
+	if (reply->content_type != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, reply->content_type);
+	if (reply->allow != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, reply->allow);
+	if (reply->close)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	x->req.status = reply->status;
+	ret = MHD_queue_response(conn, reply->status, resp);
+	MHD_destroy_response(resp);
+	/* The reply may hold a reset link: wipe it as soon as MHD has its copy. */
+	reply_release(reply);
+	return ret;
+}
+
+/* Keep body bytes up to the cap; past it, discard and remember. */
+static void
+take_body(struct exchange *x, const char *data, size_t size)
+{
+	struct request *req = &x->req;
+
+	if (req->body_overflow)
+		return;
+	if (size > x->srv->hooks.max_body - req->body.len ||
+	    buf_append(&req->body, data, size) == -1) {
+		req->body_overflow = true;
+		buf_free(&req->body);
+	}
+}
+
+static enum MHD_Result
+on_access(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	struct server	*srv = cls;
+	struct exchange	*x = *con_cls;
+
+	(void)version;
+	if (x == NULL)
+		return MHD_NO;		/* out of memory when the request began */
+	if (!x->begun) {
+		x->begun = true;
+		read_request(conn, &x->req, method, url);
+		srv->hooks.begin(srv->hooks.arg, &x->req, &x->reply);
+		if (x->reply.status != 0) {
+			/* Decided before the body: never read it, so never reuse the connection. */
+			if (x->req.h.has_content_length || x->req.h.transfer_encoding_count > 0)
+				x->reply.close = true;
+			return send_reply(conn, x);
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size != 0) {
+		take_body(x, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	srv->hooks.finish(srv->hooks.arg, &x->req, &x->reply);
+	return send_reply(conn, x);
+}
+
+static double
+elapsed_ms(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - start->tv_nsec) / 1e6;
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct server	*srv = cls;
+	struct exchange	*x = *con_cls;
+	struct request	*req;
+
+	(void)conn;
+	if (x == NULL)
+		return;
+	req = &x->req;
+	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status == 0)
+		req->reason = "connection_closed";
+	if (srv->access_log)
+		log_info("access %s id=%s method=%s route=%s status=%u reason=%s ms=%.2f"
+		    " from=%s sid=%s twilio_idem=%.64s", srv->name, req->id,
+		    req->method != NULL ? req->method : "-",
+		    req->route_name != NULL ? req->route_name : "-", req->status,
+		    req->reason, elapsed_ms(&req->started),
+		    req->from_masked[0] != '\0' ? req->from_masked : "-",
+		    req->message_sid[0] != '\0' ? req->message_sid : "-",
+		    req->h.idempotency_token != NULL ? req->h.idempotency_token : "-");
+	if (srv->hooks.done != NULL)
+		srv->hooks.done(srv->hooks.arg, req);
+	exchange_free(x);
+	*con_cls = NULL;
+	atomic_fetch_sub(&srv->inflight, 1);
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	struct server	*srv = cls;
+	char		 msg[512];
+	size_t		 len;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	len = strlen(msg);
+	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
+		msg[--len] = '\0';
+	log_warnx("%s: libmicrohttpd: %s", srv->name, msg);
+}
+#pragma GCC diagnostic pop
+
+/* "a.b.c.d:port" or "[v6]:port" -> sockaddr. 0 or -1. */
+static int
+parse_listen(const char *spec, struct sockaddr_storage *ss)
+{
+	char		 host[INET6_ADDRSTRLEN + 1];
+	const char	*colon, *h = spec;
+	size_t		 hlen;
+	char		*end;
+	unsigned long	 port;
+
+	if ((colon = strrchr(spec, ':')) == NULL)
+		return -1;
+	hlen = (size_t)(colon - spec);
+	if (spec[0] == '[') {
+		if (hlen < 2 || spec[hlen - 1] != ']')
+			return -1;
+		h = spec + 1;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -1;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || colon[1] == '\0' || port == 0 || port > 65535)
+		return -1;
+	memset(ss, 0, sizeof(*ss));
+	if (spec[0] == '[') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		return inet_pton(AF_INET6, host, &s6->sin6_addr) == 1 ? 0 : -1;
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons((uint16_t)port);
+	return inet_pton(AF_INET, host, &s4->sin_addr) == 1 ? 0 : -1;
+}
+
+static unsigned
+daemon_flags(const struct server_options *opt, const struct sockaddr_storage *ss)
+{
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	    MHD_USE_ITC | MHD_USE_ERROR_LOG;
+
+	if (opt->tls)
+		flags |= MHD_USE_TLS;
+	if (opt->listen_fd < 0 && ss->ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	return flags;
+}
+
+int
+server_start(const struct server_options *opt, const struct server_hooks *hooks,
+    struct server **out)
+{
+	struct server		*srv = NULL;
+	struct sockaddr_storage	 ss;
+	struct MHD_OptionItem	 items[5] = {
+		{ MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL },
+		{ MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL },
+		{ MHD_OPTION_END, 0, NULL },
+	};
+
+	if (opt->listen_fd < 0 && parse_listen(opt->listen, &ss) == -1) {
+		log_warnx("%s: bad listen address: %s", opt->name, opt->listen);
+		return -1;
+	}
+	if (opt->listen_fd >= 0)
+		memset(&ss, 0, sizeof(ss));
+	if ((srv = calloc(1, sizeof(*srv))) == NULL)
+		return -1;
+	srv->hooks = *hooks;
+	snprintf(srv->name, sizeof(srv->name), "%s", opt->name);
+	srv->tls = opt->tls;
+	srv->access_log = opt->access_log;
+	atomic_init(&srv->inflight, 0);
+	if (opt->listen_fd >= 0)
+		items[0] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, opt->listen_fd, NULL };
+	else
+		items[0] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss };
+	if (opt->tls) {
+		items[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)(uintptr_t)opt->tls_cert };
+		items[2] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)(uintptr_t)opt->tls_key };
+		items[3] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)(uintptr_t)opt->tls_priorities };
+	}
+	srv->daemon = MHD_start_daemon(daemon_flags(opt, &ss), 0, NULL, NULL,
+	    on_access, srv,
+	    MHD_OPTION_ARRAY, items,
+	    MHD_OPTION_THREAD_POOL_SIZE, opt->threads > 1 ? opt->threads : 0u,
+	    MHD_OPTION_CONNECTION_LIMIT, opt->max_connections,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, opt->max_connections_per_ip,
+	    MHD_OPTION_CONNECTION_TIMEOUT, opt->timeout,
+#if MHD_VERSION >= 0x00097701
+	    MHD_OPTION_CLIENT_DISCIPLINE_LVL, 1,
+#else
+	    MHD_OPTION_STRICT_FOR_CLIENT, 1,
+#endif
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+	    MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+	    MHD_OPTION_END);
+	if (srv->daemon == NULL) {
+		log_warnx("%s: cannot listen on %s (address in use, bad TLS material or"
+		    " too many threads?)", opt->name,
+		    opt->listen_fd >= 0 ? "the inherited socket" : opt->listen);
+		free(srv);
+		return -1;
+	}
+	*out = srv;
+	return 0;
+}
+
+void
+server_quiesce(struct server *srv)
+{
+	MHD_socket fd;
+
+	if (srv == NULL || srv->daemon == NULL)
+		return;
+	fd = MHD_quiesce_daemon(srv->daemon);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
+unsigned
+server_inflight(const struct server *srv)
+{
+	return srv == NULL ? 0 : atomic_load(&srv->inflight);
+}
+
+void
+server_stop(struct server *srv)
+{
+	if (srv == NULL)
+		return;
+	if (srv->daemon != NULL)
+		MHD_stop_daemon(srv->daemon);
+	free(srv);
+}

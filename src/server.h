@@ -1,0 +1,57 @@
+/*
+ * HTTP listeners on libmicrohttpd: the only module that knows the library.
+ * It reads requests into struct request, enforces connection limits and
+ * framing, calls its owner's two hooks and sends their struct reply.
+ */
+#ifndef TWHOOKD_SERVER_H
+#define TWHOOKD_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "request.h"
+
+struct server;
+
+/* What a listener serves. Both hooks run on the listener's worker threads. */
+struct server_hooks {
+	/*
+	 * Headers have arrived (no body read yet). Decide now by setting
+	 * reply->status (the body is then never read), or leave it 0.
+	 */
+	void	(*begin)(void *arg, struct request *req, struct reply *reply);
+	/* The whole body has arrived; must set reply->status. */
+	void	(*finish)(void *arg, struct request *req, struct reply *reply);
+	/* The reply went out (or the connection died): count it. May be NULL. */
+	void	(*done)(void *arg, const struct request *req);
+	void	*arg;
+	size_t	 max_body;	/* body bytes kept; beyond it 413 */
+};
+
+struct server_options {
+	const char	*name;		/* "public" or "admin", for logs */
+	const char	*listen;	/* "host:port" or "[v6]:port" */
+	int		 listen_fd;	/* an inherited socket (systemd), or -1 */
+	bool		 tls;
+	const char	*tls_cert;	/* PEM text when tls */
+	const char	*tls_key;
+	const char	*tls_priorities;
+	unsigned	 threads;
+	unsigned	 max_connections;
+	unsigned	 max_connections_per_ip;
+	unsigned	 timeout;	/* idle seconds */
+	bool		 access_log;
+};
+
+/* Start listening. 0, or -1 after logging why. */
+__attribute__((warn_unused_result))
+int	server_start(const struct server_options *opt, const struct server_hooks *hooks,
+	    struct server **out);
+/* Stop accepting new connections; requests in flight go on. */
+void	server_quiesce(struct server *srv);
+/* Requests started but not yet completed. */
+unsigned server_inflight(const struct server *srv);
+/* Close everything and free; accepts NULL. */
+void	server_stop(struct server *srv);
+
+#endif

@@ -1,0 +1,794 @@
+/*
+ * store.h on SQLite: one connection per thread (opened on first use, closed
+ * when its thread exits or at store_close), statements prepared once per
+ * connection, multi-statement changes in BEGIN IMMEDIATE transactions.
+ * Only bound parameters reach SQL; no log line carries a phone, token or hash.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "defaults.h"
+#include "log.h"
+#include "store.h"
+
+#define SCHEMA_VERSION		1	/* PRAGMA user_version once migrated */
+/* Expired tokens linger a day so a late redeem hears "expired", not "unknown". */
+#define TOKEN_PURGE_GRACE	((int64_t)24 * 3600)
+
+/* The webhooks.state column holds these values; the SQL below spells them 1 and 2. */
+_Static_assert(STORE_CLAIM_RUNNING == 1 && STORE_CLAIM_DONE == 2, "claim states");
+
+static const char schema_v1[] =
+	"CREATE TABLE users ("
+	"  phone TEXT PRIMARY KEY NOT NULL,"
+	"  user_id TEXT NOT NULL);"
+	"CREATE TABLE webhooks ("
+	"  route TEXT NOT NULL,"
+	"  key TEXT NOT NULL,"
+	"  state INTEGER NOT NULL,"		/* 1 running, 2 done */
+	"  outcome INTEGER,"
+	"  user_id TEXT,"
+	"  started_at INTEGER NOT NULL,"
+	"  finished_at INTEGER,"
+	"  PRIMARY KEY (route, key));"
+	"CREATE INDEX webhooks_finished ON webhooks (finished_at)"
+	"  WHERE finished_at IS NOT NULL;"
+	"CREATE INDEX webhooks_running ON webhooks (started_at) WHERE state = 1;"
+	"CREATE TABLE reset_tokens ("
+	"  hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),"
+	"  user_id TEXT NOT NULL,"
+	"  expires_at INTEGER NOT NULL,"
+	"  used_at INTEGER,"
+	"  created_at INTEGER NOT NULL);"
+	"CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);";
+
+/* migrations[v] takes a database from user_version v to v + 1. */
+static const char *const migrations[SCHEMA_VERSION] = { schema_v1 };
+
+/*
+ * Per connection. WAL with synchronous=NORMAL: a commit survives a crash of
+ * the process, but a power loss or kernel crash may lose the last commits
+ * (never corrupt the file): a reset link already sent would then redeem as
+ * unknown and the user asks again; a lost claim lets a retry run again,
+ * deriving the same token. FULL would fsync every commit to avoid that.
+ */
+static const char conn_pragmas[] =
+	"PRAGMA foreign_keys = ON;"
+	"PRAGMA synchronous = NORMAL;"
+	"PRAGMA trusted_schema = OFF;";
+
+enum st {
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_PING,
+	ST_USER_PUT, ST_USER_DELETE, ST_USER_LIST, ST_USER_GET,
+	ST_CLAIM_INSERT, ST_CLAIM_GET, ST_CLAIM_TAKEOVER, ST_CLAIM_RELEASE,
+	ST_CLAIM_FINISH, ST_TOKEN_INSERT, ST_TOKEN_SPEND, ST_TOKEN_GET,
+	ST_PURGE_DONE, ST_PURGE_ABANDONED, ST_PURGE_TOKENS,
+	ST_COUNT
+};
+
+static const struct {
+	const char	*name;		/* in log lines */
+	const char	*sql;
+} stmts[ST_COUNT] = {
+	[ST_BEGIN] = { "begin", "BEGIN IMMEDIATE" },
+	[ST_COMMIT] = { "commit", "COMMIT" },
+	[ST_ROLLBACK] = { "rollback", "ROLLBACK" },
+	[ST_PING] = { "ping", "SELECT 1 FROM sqlite_schema LIMIT 1" },
+	[ST_USER_PUT] = { "user add", "INSERT INTO users (phone, user_id)"
+	    " VALUES (?1, ?2) ON CONFLICT (phone)"
+	    " DO UPDATE SET user_id = excluded.user_id" },
+	[ST_USER_DELETE] = { "user remove", "DELETE FROM users WHERE phone = ?1" },
+	[ST_USER_LIST] = { "user list",
+	    "SELECT phone, user_id FROM users ORDER BY phone" },
+	[ST_USER_GET] = { "user lookup",
+	    "SELECT user_id FROM users WHERE phone = ?1" },
+	[ST_CLAIM_INSERT] = { "claim", "INSERT INTO webhooks (route, key, state,"
+	    " started_at) VALUES (?1, ?2, 1, ?3)"
+	    " ON CONFLICT (route, key) DO NOTHING" },
+	[ST_CLAIM_GET] = { "claim", "SELECT state, outcome, user_id, started_at"
+	    " FROM webhooks WHERE route = ?1 AND key = ?2" },
+	[ST_CLAIM_TAKEOVER] = { "claim takeover", "UPDATE webhooks"
+	    " SET started_at = ?3 WHERE route = ?1 AND key = ?2 AND state = 1" },
+	[ST_CLAIM_RELEASE] = { "claim release", "DELETE FROM webhooks"
+	    " WHERE route = ?1 AND key = ?2 AND state = 1" },
+	[ST_CLAIM_FINISH] = { "claim finish", "UPDATE webhooks SET state = 2,"
+	    " outcome = ?3, user_id = ?4, finished_at = ?5"
+	    " WHERE route = ?1 AND key = ?2 AND state = 1" },
+	[ST_TOKEN_INSERT] = { "token insert", "INSERT INTO reset_tokens"
+	    " (hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4)" },
+	[ST_TOKEN_SPEND] = { "token redeem", "UPDATE reset_tokens SET used_at = ?2"
+	    " WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2"
+	    " RETURNING user_id" },
+	[ST_TOKEN_GET] = { "token redeem",
+	    "SELECT used_at IS NOT NULL FROM reset_tokens WHERE hash = ?1" },
+	[ST_PURGE_DONE] = { "purge",
+	    "DELETE FROM webhooks WHERE finished_at < ?1" },
+	[ST_PURGE_ABANDONED] = { "purge",
+	    "DELETE FROM webhooks WHERE state = 1 AND started_at < ?1" },
+	[ST_PURGE_TOKENS] = { "purge",
+	    "DELETE FROM reset_tokens WHERE expires_at < ?1" },
+};
+
+/* One thread's connection; only that thread uses it, so SQLITE_OPEN_NOMUTEX. */
+struct conn {
+	sqlite3		*db;
+	sqlite3_stmt	*stmt[ST_COUNT];	/* prepared on first use */
+	struct store	*store;
+	struct conn	*prev, *next;
+};
+
+struct store {
+	char		*path;
+	pthread_key_t	 key;		/* this thread's struct conn */
+	bool		 keyed;		/* key created */
+	pthread_mutex_t	 lock;		/* guards conns */
+	struct conn	*conns;		/* every open connection, for store_close */
+};
+
+static void
+conn_close(struct conn *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(c->stmt[i]);
+	sqlite3_close(c->db);
+	free(c);
+}
+
+static struct conn *
+conn_open(const char *path, char *err, size_t errsz)
+{
+	struct conn	*c;
+	const int	 flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return NULL;
+	}
+	if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK ||
+	    sqlite3_extended_result_codes(c->db, 1) != SQLITE_OK ||
+	    sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK ||
+	    sqlite3_exec(c->db, conn_pragmas, NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	return c;
+fail:
+	snprintf(err, errsz, "%s", c->db != NULL ? sqlite3_errmsg(c->db) :
+	    "out of memory");
+	conn_close(c);
+	return NULL;
+}
+
+/* pthread key destructor: the thread that owned c is exiting. */
+static void
+conn_thread_exit(void *arg)
+{
+	struct conn	*c = arg;
+	struct store	*s = c->store;
+
+	pthread_mutex_lock(&s->lock);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&s->lock);
+	conn_close(c);
+}
+
+/* This thread's connection, opened on first use. NULL with err set. */
+static struct conn *
+conn_attach(struct store *s, char *err, size_t errsz)
+{
+	struct conn	*c;
+
+	if ((c = pthread_getspecific(s->key)) != NULL)
+		return c;
+	if ((c = conn_open(s->path, err, errsz)) == NULL)
+		return NULL;
+	if (pthread_setspecific(s->key, c) != 0) {
+		snprintf(err, errsz, "cannot attach a connection to this thread");
+		conn_close(c);
+		return NULL;
+	}
+	c->store = s;
+	pthread_mutex_lock(&s->lock);
+	c->next = s->conns;
+	if (s->conns != NULL)
+		s->conns->prev = c;
+	s->conns = c;
+	pthread_mutex_unlock(&s->lock);
+	return c;
+}
+
+static struct conn *
+conn_get(struct store *s)
+{
+	struct conn	*c;
+	char		 err[256];
+
+	if ((c = conn_attach(s, err, sizeof(err))) == NULL)
+		log_error("store: open: %s", err);
+	return c;
+}
+
+static int
+fail(struct conn *c, enum st id)
+{
+	log_error("store: %s: %s", stmts[id].name, sqlite3_errmsg(c->db));
+	return -1;
+}
+
+/*
+ * Prepare statement id (once per connection) and bind its parameters; fmt
+ * has a letter per parameter: 't' text (NULL binds NULL), 'i' int64_t,
+ * 'h' a STORE_HASH_BYTES blob. Bound as SQLITE_STATIC: every caller resets
+ * the statement (q_reset) before its arguments go out of scope.
+ */
+static int
+q_vbind(struct conn *c, enum st id, const char *fmt, va_list ap)
+{
+	sqlite3_stmt	*st;
+	int		 i, rc = SQLITE_OK;
+
+	if (c->stmt[id] == NULL && sqlite3_prepare_v3(c->db, stmts[id].sql, -1,
+	    SQLITE_PREPARE_PERSISTENT, &c->stmt[id], NULL) != SQLITE_OK)
+		return fail(c, id);
+	st = c->stmt[id];
+	for (i = 1; rc == SQLITE_OK && *fmt != '\0'; fmt++, i++) {
+		switch (*fmt) {
+		case 't':
+			rc = sqlite3_bind_text(st, i, va_arg(ap, const char *), -1,
+			    SQLITE_STATIC);
+			break;
+		case 'i':
+			rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+			break;
+		case 'h':
+			rc = sqlite3_bind_blob(st, i, va_arg(ap, const uint8_t *),
+			    STORE_HASH_BYTES, SQLITE_STATIC);
+			break;
+		default:
+			rc = SQLITE_MISUSE;
+			break;
+		}
+	}
+	return rc == SQLITE_OK ? 0 : fail(c, id);
+}
+
+static int
+q_bind(struct conn *c, enum st id, const char *fmt, ...)
+{
+	va_list	ap;
+	int	rc;
+
+	va_start(ap, fmt);
+	rc = q_vbind(c, id, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* One step: 1 a row, 0 done, -1 error (logged). */
+static int
+q_step(struct conn *c, enum st id)
+{
+	switch (sqlite3_step(c->stmt[id])) {
+	case SQLITE_ROW:
+		return 1;
+	case SQLITE_DONE:
+		return 0;
+	default:
+		return fail(c, id);
+	}
+}
+
+/* Also ends the statement's read snapshot, which WAL checkpoints wait for. */
+static void
+q_reset(struct conn *c, enum st id)
+{
+	if (c->stmt[id] != NULL) {
+		sqlite3_reset(c->stmt[id]);
+		sqlite3_clear_bindings(c->stmt[id]);
+	}
+}
+
+/* Bind, run to completion, reset. */
+static int
+q_exec(struct conn *c, enum st id, const char *fmt, ...)
+{
+	va_list	ap;
+	int	rc;
+
+	va_start(ap, fmt);
+	rc = q_vbind(c, id, fmt, ap);
+	va_end(ap);
+	if (rc == 0) {
+		while ((rc = q_step(c, id)) == 1)
+			;
+	}
+	q_reset(c, id);
+	return rc;
+}
+
+/* IMMEDIATE takes the write lock up front, so a transaction that reads then
+ * writes never fails with SQLITE_BUSY_SNAPSHOT halfway; waiting for the lock
+ * is bounded by busy_timeout. */
+static int
+tx_begin(struct conn *c)
+{
+	return q_exec(c, ST_BEGIN, "");
+}
+
+static int
+tx_commit(struct conn *c)
+{
+	return q_exec(c, ST_COMMIT, "");
+}
+
+static void
+tx_rollback(struct conn *c)
+{
+	/* After SQLITE_FULL, IOERR or NOMEM SQLite may have rolled back already. */
+	if (!sqlite3_get_autocommit(c->db))
+		(void)q_exec(c, ST_ROLLBACK, "");
+}
+
+/* Append text column col of the current row to b; NULL appends nothing. */
+static int
+col_append(struct conn *c, enum st id, int col, struct buf *b)
+{
+	sqlite3_stmt		*st = c->stmt[id];
+	const unsigned char	*p;
+	int			 n;
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return 0;
+	if ((p = sqlite3_column_text(st, col)) == NULL)
+		return fail(c, id);
+	n = sqlite3_column_bytes(st, col);
+	if (buf_append(b, p, (size_t)n) == -1) {
+		log_error("store: %s: out of memory", stmts[id].name);
+		return -1;
+	}
+	return 0;
+}
+
+/* Single-row PRAGMA for the schema code, which reports into err. */
+static int
+pragma_get(sqlite3 *db, const char *sql, char *text, size_t textsz, int *num,
+    char *err, size_t errsz)
+{
+	sqlite3_stmt		*st = NULL;
+	const unsigned char	*p;
+	int			 rc = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		snprintf(err, errsz, "%s: %s", sql, sqlite3_errmsg(db));
+		goto done;
+	}
+	if (text != NULL) {
+		p = sqlite3_column_text(st, 0);
+		snprintf(text, textsz, "%s", p != NULL ? (const char *)p : "");
+	}
+	if (num != NULL)
+		*num = sqlite3_column_int(st, 0);
+	rc = 0;
+done:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+exec_sql(sqlite3 *db, const char *sql, char *err, size_t errsz)
+{
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK)
+		return 0;
+	snprintf(err, errsz, "schema: %s", sqlite3_errmsg(db));
+	return -1;
+}
+
+/* Switch to WAL and bring the schema to SCHEMA_VERSION, all or nothing. */
+static int
+schema_migrate(sqlite3 *db, char *err, size_t errsz)
+{
+	char	mode[16], sql[64];
+	int	version, v, rc = -1;
+
+	/* Persistent in the file; readers then never block the writer. */
+	if (pragma_get(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode), NULL,
+	    err, errsz) == -1)
+		return -1;
+	if (strcmp(mode, "wal") != 0) {
+		snprintf(err, errsz, "cannot use WAL (journal_mode is %s)", mode);
+		return -1;
+	}
+	if (exec_sql(db, "BEGIN IMMEDIATE", err, errsz) == -1 ||
+	    pragma_get(db, "PRAGMA user_version", NULL, 0, &version,
+	    err, errsz) == -1)
+		goto done;
+	if (version < 0 || version > SCHEMA_VERSION) {
+		snprintf(err, errsz, "schema version %d is not one this twhookd "
+		    "knows (at most %d): written by a newer release?", version,
+		    SCHEMA_VERSION);
+		goto done;
+	}
+	for (v = version; v < SCHEMA_VERSION; v++)
+		if (exec_sql(db, migrations[v], err, errsz) == -1)
+			goto done;
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
+	if (exec_sql(db, sql, err, errsz) == -1 ||
+	    exec_sql(db, "COMMIT", err, errsz) == -1)
+		goto done;
+	rc = 0;
+done:
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/*
+ * Create the database file 0600 before SQLite does (it would use 0644 less
+ * the umask); SQLite gives its -wal and -shm files the database's mode.
+ */
+static int
+db_file_create(const char *path, char *err, size_t errsz)
+{
+	int	fd;
+
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		snprintf(err, errsz, "%s", strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int
+store_open(const char *path, struct store **out, char *err, size_t errsz)
+{
+	struct store	*s;
+	struct conn	*c;
+	char		 msg[256] = "out of memory";
+	int		 rc = -1;
+
+	*out = NULL;
+	if ((s = malloc(sizeof(*s))) == NULL)
+		goto done;
+	*s = (struct store){ .lock = PTHREAD_MUTEX_INITIALIZER };
+	if ((s->path = strdup(path)) == NULL ||
+	    pthread_key_create(&s->key, conn_thread_exit) != 0)
+		goto done;
+	s->keyed = true;
+	if (!sqlite3_threadsafe()) {
+		snprintf(msg, sizeof(msg), "SQLite was built without thread support");
+		goto done;
+	}
+	/* Opens this thread's connection, which then stays attached. */
+	if (db_file_create(path, msg, sizeof(msg)) == -1 ||
+	    (c = conn_attach(s, msg, sizeof(msg))) == NULL ||
+	    schema_migrate(c->db, msg, sizeof(msg)) == -1)
+		goto done;
+	*out = s;
+	rc = 0;
+done:
+	if (rc == -1) {
+		snprintf(err, errsz, "%s: %s", path, msg);
+		store_close(s);
+	}
+	return rc;
+}
+
+/*
+ * Closes every connection. The caller must have stopped (or joined) every
+ * other thread that used s: a thread exiting concurrently would run its key
+ * destructor against a store being freed.
+ */
+void
+store_close(struct store *s)
+{
+	struct conn	*c, *next;
+
+	if (s == NULL)
+		return;
+	/* After this no destructor runs; stale per-thread values are never read. */
+	if (s->keyed)
+		pthread_key_delete(s->key);
+	pthread_mutex_lock(&s->lock);
+	c = s->conns;
+	s->conns = NULL;
+	pthread_mutex_unlock(&s->lock);
+	for (; c != NULL; c = next) {
+		next = c->next;
+		conn_close(c);
+	}
+	pthread_mutex_destroy(&s->lock);
+	free(s->path);
+	free(s);
+}
+
+int
+store_ping(struct store *s)
+{
+	struct conn	*c;
+
+	if ((c = conn_get(s)) == NULL)
+		return -1;
+	return q_exec(c, ST_PING, "");
+}
+
+int
+store_user_add(struct store *s, const char *phone, const char *user_id)
+{
+	struct conn	*c;
+
+	if ((c = conn_get(s)) == NULL)
+		return -1;
+	return q_exec(c, ST_USER_PUT, "tt", phone, user_id);
+}
+
+int
+store_user_add_many(struct store *s, const struct store_user *users, size_t n)
+{
+	struct conn	*c;
+	size_t		 i;
+	int		 rc = -1;
+
+	if ((c = conn_get(s)) == NULL || tx_begin(c) == -1)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (q_exec(c, ST_USER_PUT, "tt", users[i].phone,
+		    users[i].user_id) == -1)
+			goto done;
+	rc = tx_commit(c);
+done:
+	if (rc == -1)
+		tx_rollback(c);
+	return rc;
+}
+
+int
+store_user_remove(struct store *s, const char *phone, bool *removed)
+{
+	struct conn	*c;
+
+	*removed = false;
+	if ((c = conn_get(s)) == NULL ||
+	    q_exec(c, ST_USER_DELETE, "t", phone) == -1)
+		return -1;
+	*removed = sqlite3_changes(c->db) > 0;
+	return 0;
+}
+
+int
+store_user_list(struct store *s,
+    int (*cb)(void *arg, const char *phone, const char *user_id), void *arg)
+{
+	struct conn	*c;
+	sqlite3_stmt	*st;
+	int		 r, rc = -1;
+
+	if ((c = conn_get(s)) == NULL)
+		return -1;
+	if (q_bind(c, ST_USER_LIST, "") == -1)
+		goto done;
+	st = c->stmt[ST_USER_LIST];
+	while ((r = q_step(c, ST_USER_LIST)) == 1) {
+		const unsigned char *phone = sqlite3_column_text(st, 0);
+		const unsigned char *user_id = sqlite3_column_text(st, 1);
+
+		if (phone == NULL || user_id == NULL) {
+			r = fail(c, ST_USER_LIST);	/* NOT NULL columns: out of memory */
+			break;
+		}
+		if (cb(arg, (const char *)phone, (const char *)user_id) != 0) {
+			r = 0;
+			break;
+		}
+	}
+	if (r == 0)
+		rc = 0;
+done:
+	q_reset(c, ST_USER_LIST);
+	return rc;
+}
+
+int
+store_user_lookup(struct store *s, const char *phone, struct buf *user_id,
+    bool *found)
+{
+	struct conn	*c;
+	int		 r, rc = -1;
+
+	*found = false;
+	if ((c = conn_get(s)) == NULL)
+		return -1;
+	if (q_bind(c, ST_USER_GET, "t", phone) == -1 ||
+	    (r = q_step(c, ST_USER_GET)) == -1)
+		goto done;
+	if (r == 1 && col_append(c, ST_USER_GET, 0, user_id) == -1)
+		goto done;
+	*found = r == 1;
+	rc = 0;
+done:
+	q_reset(c, ST_USER_GET);
+	return rc;
+}
+
+/* The claim exists: report DONE or RUNNING, or NEW when it is stale. */
+static int
+claim_read(struct conn *c, const char *route, const char *key, int64_t now,
+    int64_t stale_after, struct store_claim *out)
+{
+	sqlite3_stmt	*st;
+	int		 r, rc = -1;
+
+	if (q_bind(c, ST_CLAIM_GET, "tt", route, key) == -1 ||
+	    (r = q_step(c, ST_CLAIM_GET)) == -1)
+		goto done;
+	if (r == 0) {
+		/* The insert just conflicted inside this same transaction. */
+		log_error("store: claim: record missing after a conflict");
+		goto done;
+	}
+	st = c->stmt[ST_CLAIM_GET];
+	if (sqlite3_column_int(st, 0) == STORE_CLAIM_DONE) {
+		out->state = STORE_CLAIM_DONE;
+		out->outcome = sqlite3_column_int(st, 1);
+		rc = col_append(c, ST_CLAIM_GET, 2, &out->user_id);
+	} else {
+		out->state = sqlite3_column_int64(st, 3) > now - stale_after ?
+		    STORE_CLAIM_RUNNING : STORE_CLAIM_NEW;
+		rc = 0;
+	}
+done:
+	q_reset(c, ST_CLAIM_GET);
+	return rc;
+}
+
+int
+store_claim(struct store *s, const char *route, const char *key, int64_t now,
+    int64_t stale_after, struct store_claim *out)
+{
+	struct conn	*c;
+	int		 rc = -1;
+
+	out->state = STORE_CLAIM_NEW;
+	out->outcome = 0;
+	buf_reset(&out->user_id);
+	if ((c = conn_get(s)) == NULL || tx_begin(c) == -1)
+		return -1;
+	if (q_exec(c, ST_CLAIM_INSERT, "tti", route, key, now) == -1)
+		goto done;
+	if (sqlite3_changes(c->db) == 0) {
+		if (claim_read(c, route, key, now, stale_after, out) == -1)
+			goto done;
+		/* Running for longer than stale_after: its process died. */
+		if (out->state == STORE_CLAIM_NEW && q_exec(c, ST_CLAIM_TAKEOVER,
+		    "tti", route, key, now) == -1)
+			goto done;
+	}
+	rc = tx_commit(c);
+done:
+	if (rc == -1)
+		tx_rollback(c);
+	return rc;
+}
+
+int
+store_claim_release(struct store *s, const char *route, const char *key)
+{
+	struct conn	*c;
+
+	if ((c = conn_get(s)) == NULL)
+		return -1;
+	return q_exec(c, ST_CLAIM_RELEASE, "tt", route, key);
+}
+
+int
+store_reset_finish(struct store *s, const char *route, const char *key,
+    int outcome, const uint8_t *token_hash, const char *user_id,
+    int64_t expires_at, int64_t now)
+{
+	struct conn	*c;
+	int		 rc = -1;
+
+	if ((c = conn_get(s)) == NULL || tx_begin(c) == -1)
+		return -1;
+	if (q_exec(c, ST_CLAIM_FINISH, "ttiti", route, key, (int64_t)outcome,
+	    user_id, now) == -1)
+		goto done;
+	if (sqlite3_changes(c->db) != 1) {
+		/*
+		 * Released, purged, or taken over and finished by another run:
+		 * the side effect belongs to that run, so insert no token.
+		 */
+		log_error("store: claim finish: the claim is no longer running");
+		goto done;
+	}
+	if (token_hash != NULL && q_exec(c, ST_TOKEN_INSERT, "htii", token_hash,
+	    user_id, expires_at, now) == -1)
+		goto done;
+	rc = tx_commit(c);
+done:
+	if (rc == -1)
+		tx_rollback(c);
+	return rc;
+}
+
+/* The spend matched nothing: say why. Racing spenders read SPENT here. */
+static int
+token_classify(struct conn *c, const uint8_t *hash, enum store_redeem *result)
+{
+	int	r, rc = -1;
+
+	if (q_bind(c, ST_TOKEN_GET, "h", hash) == -1 ||
+	    (r = q_step(c, ST_TOKEN_GET)) == -1)
+		goto done;
+	if (r == 0)
+		*result = STORE_REDEEM_UNKNOWN;
+	else if (sqlite3_column_int(c->stmt[ST_TOKEN_GET], 0))
+		*result = STORE_REDEEM_SPENT;
+	else
+		*result = STORE_REDEEM_EXPIRED;
+	rc = 0;
+done:
+	q_reset(c, ST_TOKEN_GET);
+	return rc;
+}
+
+int
+store_token_redeem(struct store *s, const uint8_t token_hash[STORE_HASH_BYTES],
+    int64_t now, enum store_redeem *result, struct buf *user_id)
+{
+	struct conn	*c;
+	int		 r, rc = -1;
+
+	*result = STORE_REDEEM_UNKNOWN;
+	if ((c = conn_get(s)) == NULL)
+		return -1;
+	/* One conditional UPDATE: SQLite's write lock lets one caller match. */
+	if (q_bind(c, ST_TOKEN_SPEND, "hi", token_hash, now) == -1 ||
+	    (r = q_step(c, ST_TOKEN_SPEND)) == -1)
+		goto done;
+	if (r == 1) {
+		/* Copy before stepping on: the statement commits at its end. */
+		if (col_append(c, ST_TOKEN_SPEND, 0, user_id) == -1 ||
+		    q_step(c, ST_TOKEN_SPEND) == -1)
+			goto done;
+		*result = STORE_REDEEM_OK;
+		rc = 0;
+	} else {
+		q_reset(c, ST_TOKEN_SPEND);
+		rc = token_classify(c, token_hash, result);
+	}
+done:
+	q_reset(c, ST_TOKEN_SPEND);
+	return rc;
+}
+
+int
+store_purge(struct store *s, int64_t now, int64_t keep)
+{
+	struct conn	*c;
+
+	if ((c = conn_get(s)) == NULL)
+		return -1;
+	/* Separate statements: each holds the write lock only briefly. */
+	if (q_exec(c, ST_PURGE_DONE, "i", now - keep) == -1 ||
+	    q_exec(c, ST_PURGE_ABANDONED, "i", now - keep) == -1 ||
+	    q_exec(c, ST_PURGE_TOKENS, "i", now - TOKEN_PURGE_GRACE) == -1)
+		return -1;
+	return 0;
+}

@@ -1,0 +1,312 @@
+"""The SMS password-reset flow: TwiML reply, unknown numbers, idempotency
+(retries and replays keyed by MessageSid), JSON webhooks, redemption."""
+
+import json
+import re
+import time
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import requests
+
+from harness import (ALICE, BOB, CAROL, HTTP_TIMEOUT, UNKNOWN, body_sha256,
+                     new_message_sid, oracle_valid, parse_twiml, sign,
+                     token_from_twiml)
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{22,}$")  # base64url, >= 128 bits
+
+
+def reset_token(r):
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert r.headers.get("Content-Type", "").startswith("text/xml"), r.headers
+    token = token_from_twiml(r)
+    assert token, r.text
+    assert TOKEN_RE.match(token), token
+    return token
+
+
+# ------------------------------------------------------------------- the flow
+
+def test_registered_number_gets_reset_link(live):
+    r = live.reset(ALICE)
+    token = reset_token(r)
+    root, text = parse_twiml(r)
+    assert text == f"Reset: https://app.example/reset?token={token}"
+    assert [c.tag for c in root] == ["Message"]
+
+
+def test_redeem_once(live):
+    token = reset_token(live.reset(ALICE))
+    r = live.redeem(token)
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert r.json() == {"user": "alice"} or r.json().get("user") == "alice"
+    r = live.redeem(token)
+    assert r.status_code == 410, (r.status_code, r.text)
+    assert "alice" not in r.text
+
+
+def test_token_belongs_to_sender(live):
+    token = reset_token(live.reset(BOB))
+    r = live.redeem(token)
+    assert r.status_code == 200, r.text
+    assert r.json()["user"] == "bob"
+
+
+def test_each_message_gets_its_own_token(live):
+    before = live.count_tokens()
+    t1 = reset_token(live.reset(ALICE))
+    t2 = reset_token(live.reset(ALICE))
+    assert t1 != t2
+    assert live.count_tokens() == before + 2
+
+
+def test_token_stored_only_as_hash(live):
+    token = reset_token(live.reset(ALICE))
+    with live.db() as conn:
+        rows = conn.execute("SELECT * FROM reset_tokens").fetchall()
+    for row in rows:
+        for col in row:
+            if isinstance(col, str):
+                assert token not in col
+            elif isinstance(col, bytes):
+                assert token.encode() not in col
+    for suffix in ("", "-wal"):
+        path = live.db_path.with_name(live.db_path.name + suffix)
+        if path.exists():
+            assert token.encode() not in path.read_bytes(), f"token in {path.name}"
+
+
+def test_redeem_unknown_token(live):
+    r = live.redeem("A" * 43)
+    assert r.status_code == 404, (r.status_code, r.text)
+
+
+def test_redeem_empty_token(live):
+    r = live.redeem("")
+    assert r.status_code in (400, 404), (r.status_code, r.text)
+
+
+# ------------------------------------------------------------ unknown numbers
+
+def test_unknown_number_empty_response(live):
+    before = live.count_tokens()
+    r = live.reset(UNKNOWN)
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert r.headers.get("Content-Type", "").startswith("text/xml")
+    root, text = parse_twiml(r)
+    assert text is None and len(root) == 0, r.text
+    assert "token" not in r.text
+    assert live.count_tokens() == before
+
+
+def test_unknown_number_replay_same_answer(live):
+    p = live.params(UNKNOWN)
+    r1 = live.post_signed(p)
+    r2 = live.post_signed(p)
+    assert r1.status_code == r2.status_code == 200
+    assert r1.content == r2.content
+
+
+@pytest.fixture(scope="module")
+def custom(module_daemon_factory):
+    """unknown_reply set, and a link and message that need XML escaping."""
+    return module_daemon_factory.make(
+        config={"reset": {
+            "link": "https://app.example/reset?token={token}&src=sms",
+            "message": "Reset <now> & \"quickly\": {link}",
+            "unknown_reply": "If this number is registered, you will get a link.",
+        }},
+        users={ALICE: "alice"}, name="custom")
+
+
+def test_unknown_number_reply(custom):
+    before = custom.count_tokens()
+    r = custom.reset(UNKNOWN)
+    assert r.status_code == 200, (r.status_code, r.text)
+    _, text = parse_twiml(r)
+    assert text == "If this number is registered, you will get a link."
+    assert "token" not in r.text
+    assert custom.count_tokens() == before
+
+
+def test_known_and_unknown_look_alike(custom):
+    known = custom.reset(ALICE)
+    unknown = custom.reset(UNKNOWN)
+    assert known.status_code == unknown.status_code == 200
+    assert known.headers.get("Content-Type") == unknown.headers.get("Content-Type")
+
+
+def test_twiml_is_xml_escaped(custom):
+    r = custom.reset(ALICE)
+    assert r.status_code == 200, r.text
+    raw = r.text
+    assert "&amp;src=sms" in raw, raw
+    assert "&lt;now&gt;" in raw, raw
+    assert "<now>" not in raw
+    _, text = parse_twiml(r)
+    assert text.startswith('Reset <now> & "quickly": https://app.example/reset?token=')
+    link = text.split(": ", 1)[1]
+    q = parse_qs(urlparse(link).query)
+    assert q["src"] == ["sms"]
+    assert TOKEN_RE.match(q["token"][0])
+    custom.issued_tokens.add(q["token"][0])
+    rd = custom.redeem(q["token"][0])
+    assert rd.status_code == 200 and rd.json()["user"] == "alice", rd.text
+
+
+# ---------------------------------------------------------------- idempotency
+
+def test_retry_same_answer_one_token(live):
+    p = live.params(ALICE)
+    before = live.count_tokens()
+    r1 = live.post_signed(p)
+    r2 = live.post_signed(p)
+    t1, t2 = reset_token(r1), reset_token(r2)
+    assert t1 == t2
+    assert r1.content == r2.content
+    assert live.count_tokens() == before + 1
+    assert live.redeem(t1).status_code == 200
+    # A replay after redemption: same answer, still no second token, still spent.
+    r3 = live.post_signed(p)
+    assert r3.content == r1.content
+    assert live.count_tokens() == before + 1
+    assert live.redeem(t1).status_code == 410
+
+
+def test_retry_with_fresh_idempotency_header(live):
+    # I-Twilio-Idempotency-Token is not signed: it must not be the key.
+    p = live.params(ALICE)
+    before = live.count_tokens()
+    r1 = live.post_signed(p, headers={"I-Twilio-Idempotency-Token": "one"})
+    r2 = live.post_signed(p, headers={"I-Twilio-Idempotency-Token": "two"})
+    assert reset_token(r1) == reset_token(r2)
+    assert live.count_tokens() == before + 1
+
+
+def test_retry_signed_with_secondary_token(live):
+    p = live.params(ALICE)
+    r1 = live.post_signed(p)
+    r2 = live.post_signed(p, token=live.secondary_token)
+    assert reset_token(r1) == reset_token(r2)
+
+
+def insert_running_claim(d, message_sid, route="reset"):
+    """Put a webhook into the store as claimed and still running (state 1,
+    just started: not stale), as a concurrent first delivery would."""
+    with d.db() as conn:
+        conn.execute("INSERT INTO webhooks (route, key, state, started_at)"
+                     " VALUES (?, ?, 1, ?)", (route, message_sid, int(time.time())))
+        conn.commit()
+
+
+def test_duplicate_while_running_gets_503(live):
+    p = live.params(ALICE)
+    insert_running_claim(live, p["MessageSid"])
+    before = live.count_tokens()
+    r = live.post_signed(p)
+    assert r.status_code == 503, (r.status_code, r.text)
+    assert "token" not in r.text
+    assert live.count_tokens() == before
+
+
+def test_missing_message_sid_is_400(live):
+    p = live.params(ALICE)
+    del p["MessageSid"]
+    before = live.count_tokens()
+    r = live.post_signed(p)
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert "token" not in r.text
+    assert live.count_tokens() == before
+
+
+def test_malformed_message_sid_is_400(live):
+    p = live.params(ALICE, message_sid="SM" + "z" * 32)
+    before = live.count_tokens()
+    r = live.post_signed(p)
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert live.count_tokens() == before
+
+
+def test_unsigned_missing_sid_is_403_not_400(live):
+    # Signature is checked first: an unsigned request learns nothing more.
+    p = live.params(ALICE)
+    del p["MessageSid"]
+    r = live.post_signed(p, signature=False)
+    assert r.status_code == 403
+
+
+# ----------------------------------------------------------------------- JSON
+
+def json_webhook(d, from_):
+    d.phones.add(from_)
+    return {"AccountSid": d.account_sid, "MessageSid": new_message_sid(),
+            "From": from_, "To": "+15557654321", "Body": "RESET"}
+
+
+def test_json_webhook_accepted(live):
+    obj = json_webhook(live, ALICE)
+    body = json.dumps(obj)
+    url = live.url(f"/sms/reset?bodySHA256={body_sha256(body.encode())}")
+    # The oracle agrees with the way this request is signed.
+    assert oracle_valid(live.auth_token, url, body, sign(live.auth_token, url, {}))
+    r = live.post_json(obj)
+    token = reset_token(r)
+    rd = live.redeem(token)
+    assert rd.status_code == 200 and rd.json()["user"] == "alice"
+
+
+def test_json_body_hash_mismatch(live):
+    obj = json_webhook(live, ALICE)
+    before = live.count_tokens()
+    r = live.post_json(obj, hash_of=b'{"other": "body"}')
+    assert r.status_code == 403, (r.status_code, r.text)
+    assert r.content == b""
+    assert live.count_tokens() == before
+
+
+def test_json_tampered_after_signing(live):
+    obj = json_webhook(live, BOB)
+    signed_body = json.dumps(obj).encode()
+    url = live.url(f"/sms/reset?bodySHA256={body_sha256(signed_body)}")
+    sig = sign(live.auth_token, url, {})
+    sent = json.dumps(dict(obj, From=ALICE)).encode()
+    before = live.count_tokens()
+    r = requests.post(url, data=sent, verify=live.cert, timeout=HTTP_TIMEOUT,
+                      headers={"Content-Type": "application/json",
+                               "X-Twilio-Signature": sig})
+    assert r.status_code == 403, (r.status_code, r.text)
+    assert live.count_tokens() == before
+
+
+def test_json_without_body_hash(live):
+    obj = json_webhook(live, ALICE)
+    url = live.url("/sms/reset")
+    sig = sign(live.auth_token, url, {})
+    before = live.count_tokens()
+    r = requests.post(url, data=json.dumps(obj), verify=live.cert, timeout=HTTP_TIMEOUT,
+                      headers={"Content-Type": "application/json",
+                               "X-Twilio-Signature": sig})
+    assert r.status_code == 403, (r.status_code, r.text)
+    assert live.count_tokens() == before
+
+
+def test_json_foreign_account(live):
+    obj = dict(json_webhook(live, ALICE), AccountSid="AC" + "1" * 32)
+    before = live.count_tokens()
+    r = live.post_json(obj)
+    assert r.status_code == 403, (r.status_code, r.text)
+    assert live.count_tokens() == before
+
+
+# -------------------------------------------------------------------- expiry
+
+def test_expired_token_not_redeemable(daemon_factory):
+    d = daemon_factory.make(users={CAROL: "carol"}, name="ttl")
+    token = reset_token(d.reset(CAROL))
+    # token_ttl has a 60 s minimum: age the token in the store instead.
+    with d.db() as conn:
+        conn.execute("UPDATE reset_tokens SET expires_at = ?", (int(time.time()) - 5,))
+        conn.commit()
+    r = d.redeem(token)
+    assert r.status_code in (404, 410), (r.status_code, r.text)
+    assert "carol" not in r.text

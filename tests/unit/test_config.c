@@ -1,0 +1,963 @@
+/*
+ * config_parse and config_load: one table per behaviour. Every bad value is
+ * checked against its exact "FILE:LINE: [section] key: message" line; the
+ * config_load cases run in a mkdtemp directory with real files and modes.
+ */
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "defaults.h"
+
+#define NAME	"t.ini"
+
+/* Ten lines; appended cases start on line 11. */
+#define MINIMAL \
+	"[server]\n"							\
+	"tls_cert = cert.pem\n"						\
+	"tls_key = key.pem\n"						\
+	"[twilio]\n"							\
+	"account_sid = AC0123456789abcdef0123456789abcdef\n"		\
+	"auth_token_file = auth-token\n"				\
+	"[reset]\n"							\
+	"link = https://example.com/reset?token={token}\n"		\
+	"[admin]\n"							\
+	"token_file = admin-token\n"
+
+#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
+
+/* Parse len bytes; the caller frees *cfg with config_free. */
+static int
+parse_n(const char *text, size_t len, struct config **cfg, struct buf *errs)
+{
+	*cfg = calloc(1, sizeof(**cfg));
+	assert_non_null(*cfg);
+	return config_parse(text, len, NAME, *cfg, errs);
+}
+
+static int
+parse(const char *text, struct config **cfg, struct buf *errs)
+{
+	return parse_n(text, strlen(text), cfg, errs);
+}
+
+/* text must produce exactly the error lines in want ("" = valid). */
+static void
+expect_n(const char *text, size_t len, const char *want)
+{
+	struct buf	 errs = BUF_INIT;
+	struct config	*cfg;
+	int		 n, lines = 0;
+
+	n = parse_n(text, len, &cfg, &errs);
+	for (const char *p = want; *p != '\0'; p++)
+		lines += *p == '\n';
+	if (strcmp(errs.data ? errs.data : "", want) != 0 || n != lines)
+		fail_msg("input:\n%s\nwant %d error(s):\n%sgot %d:\n%s", text,
+		    lines, want, n, errs.data ? errs.data : "");
+	config_free(cfg);
+	buf_free(&errs);
+}
+
+static void
+expect(const char *text, const char *want)
+{
+	expect_n(text, strlen(text), want);
+}
+
+static void
+test_minimal_valid(void **state)
+{
+	(void)state;
+	expect(MINIMAL, "");
+}
+
+static void
+test_defaults(void **state)
+{
+	struct buf	 errs = BUF_INIT;
+	struct config	*c;
+
+	(void)state;
+	assert_int_equal(parse(MINIMAL, &c, &errs), 0);
+	assert_string_equal(c->path, NAME);
+	assert_string_equal(c->listen, DEFAULT_LISTEN);
+	assert_true(c->tls);
+	assert_string_equal(c->tls_cert, "cert.pem");
+	assert_string_equal(c->tls_key, "key.pem");
+	assert_string_equal(c->tls_priorities, DEFAULT_TLS_PRIORITIES);
+	assert_int_equal(c->threads, 0);
+	assert_int_equal(c->max_connections, DEFAULT_MAX_CONNECTIONS);
+	assert_int_equal(c->max_connections_per_ip, DEFAULT_MAX_CONNECTIONS_PER_IP);
+	assert_int_equal(c->request_timeout, DEFAULT_REQUEST_TIMEOUT);
+	assert_int_equal(c->max_body, DEFAULT_MAX_BODY);
+	assert_int_equal(c->drain_delay, DEFAULT_DRAIN_DELAY);
+	assert_int_equal(c->shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+	assert_string_equal(c->account_sid, "AC0123456789abcdef0123456789abcdef");
+	assert_string_equal(c->auth_token_file, "auth-token");
+	assert_null(c->auth_token.data);	/* files are read by config_load */
+	assert_null(c->secondary_auth_token_file);
+	assert_null(c->secondary_auth_token.data);
+	assert_null(c->public_url);
+	assert_null(c->trusted);
+	assert_int_equal(c->trusted_count, 0);
+	assert_string_equal(c->store_driver, DEFAULT_STORE_DRIVER);
+	assert_string_equal(c->store_path, DEFAULT_STORE_PATH);
+	assert_string_equal(c->server_key_file, DEFAULT_SERVER_KEY_FILE);
+	assert_string_equal(c->reset_route, DEFAULT_RESET_ROUTE);
+	assert_string_equal(c->reset_link, "https://example.com/reset?token={token}");
+	assert_string_equal(c->reset_message, DEFAULT_RESET_MESSAGE);
+	assert_int_equal(c->reset_token_ttl, DEFAULT_TOKEN_TTL);
+	assert_string_equal(c->reset_unknown_reply, "");
+	assert_string_equal(c->admin_listen, DEFAULT_ADMIN_LISTEN);
+	assert_string_equal(c->admin_token_file, "admin-token");
+	assert_int_equal(c->log_level, LOG_LEVEL_INFO);
+	assert_int_equal(c->inline_secret_line, 0);
+	config_free(c);
+	buf_free(&errs);
+}
+
+/* Appended to MINIMAL: each line is an error at a known line number. */
+static const struct {
+	const char	*extra;
+	const char	*want;
+} bad_values[] = {
+	{ "[server]\nthreads = 257\n", NAME ":12: [server] threads: '257' is out of range (0 to 256)\n" },
+	{ "[server]\nthreads = -1\n", NAME ":12: [server] threads: '-1' is not a whole number\n" },
+	{ "[server]\nthreads = +1\n", NAME ":12: [server] threads: '+1' is not a whole number\n" },
+	{ "[server]\nthreads = 4x\n", NAME ":12: [server] threads: '4x' is not a whole number\n" },
+	{ "[server]\nthreads = 0x10\n", NAME ":12: [server] threads: '0x10' is not a whole number\n" },
+	{ "[server]\nthreads = 99999999999999999999999\n", NAME ":12: [server] threads: '99999999999999999999999' is out of range (0 to 256)\n" },
+	{ "[server]\nmax_connections = 0\n", NAME ":12: [server] max_connections: '0' is out of range (1 to 65536)\n" },
+	{ "[server]\nmax_connections_per_ip = 70000\n", NAME ":12: [server] max_connections_per_ip: '70000' is out of range (0 to 65536)\n" },
+	{ "[server]\nrequest_timeout = 0\n", NAME ":12: [server] request_timeout: '0' is out of range (1s to 10m)\n" },
+	{ "[server]\nrequest_timeout = 11m\n", NAME ":12: [server] request_timeout: '11m' is out of range (1s to 10m)\n" },
+	{ "[server]\nrequest_timeout = 10x\n", NAME ":12: [server] request_timeout: '10x' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[server]\nrequest_timeout = 1h30m\n", NAME ":12: [server] request_timeout: '1h30m' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[server]\nrequest_timeout = s\n", NAME ":12: [server] request_timeout: 's' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[server]\nrequest_timeout = 18446744073709551615h\n", NAME ":12: [server] request_timeout: '18446744073709551615h' is out of range (1s to 10m)\n" },
+	{ "[server]\nmax_body = 512\n", NAME ":12: [server] max_body: '512' is out of range (1k to 1m)\n" },
+	{ "[server]\nmax_body = 2m\n", NAME ":12: [server] max_body: '2m' is out of range (1k to 1m)\n" },
+	{ "[server]\nmax_body = 16kb\n", NAME ":12: [server] max_body: '16kb' is not a size (such as 16k or 1m)\n" },
+	{ "[server]\ndrain_delay = -5s\n", NAME ":12: [server] drain_delay: '-5s' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[server]\nshutdown_timeout = 2h\n", NAME ":12: [server] shutdown_timeout: '2h' is out of range (1s to 1h)\n" },
+	{ "[server]\ntls = maybe\n", NAME ":12: [server] tls: 'maybe' is not on or off\n" },
+	{ "[server]\nlisten = 127.0.0.1\n", NAME ":12: [server] listen: '127.0.0.1' is not address:port (such as 0.0.0.0:8443 or [::]:8443)\n" },
+	{ "[server]\nlisten = localhost:8443\n", NAME ":12: [server] listen: 'localhost' is not an IP address (host names are not resolved)\n" },
+	{ "[server]\nlisten = ::1:8443\n", NAME ":12: [server] listen: '::1:8443': an IPv6 address needs brackets, as in [::1]:8443\n" },
+	{ "[server]\nlisten = 127.0.0.1:0\n", NAME ":12: [server] listen: '0' is not a port (1 to 65535)\n" },
+	{ "[server]\nlisten = 127.0.0.1:65536\n", NAME ":12: [server] listen: '65536' is not a port (1 to 65535)\n" },
+	{ "[server]\nlisten = [::1]8443\n", NAME ":12: [server] listen: '[::1]8443' is not address:port (such as 0.0.0.0:8443 or [::]:8443)\n" },
+	{ "[server]\nlisten = [127.0.0.1]:8443\n", NAME ":12: [server] listen: '127.0.0.1' is not an IP address (host names are not resolved)\n" },
+	{ "[server]\nlisten =\n", NAME ":12: [server] listen: needs a value\n" },
+	{ "[server]\ntls_priorities = NORMAL\x01\n", NAME ":12: [server] tls_priorities: contains a control character\n" },
+	{ "[twilio]\npublic_url = ftp://example.com\n", NAME ":12: [twilio] public_url: 'ftp://example.com' must start with https:// or http://\n" },
+	{ "[twilio]\npublic_url = HTTPS://example.com\n", NAME ":12: [twilio] public_url: 'HTTPS://example.com' must start with https:// or http://\n" },
+	{ "[twilio]\npublic_url = https://example.com/a?b=1\n", NAME ":12: [twilio] public_url: must not have a query or fragment: each request's own path and query follow it\n" },
+	{ "[twilio]\npublic_url = https://example.com/#x\n", NAME ":12: [twilio] public_url: must not have a query or fragment: each request's own path and query follow it\n" },
+	{ "[twilio]\npublic_url = https://\n", NAME ":12: [twilio] public_url: 'https://' has no valid host[:port]\n" },
+	{ "[twilio]\npublic_url = https:///sms\n", NAME ":12: [twilio] public_url: 'https:///sms' has no valid host[:port]\n" },
+	{ "[twilio]\npublic_url = https://user:pw@example.com\n", NAME ":12: [twilio] public_url: must not contain user:password@\n" },
+	{ "[twilio]\npublic_url = https://example.com:99999\n", NAME ":12: [twilio] public_url: 'https://example.com:99999' has no valid host[:port]\n" },
+	{ "[twilio]\npublic_url = https://exa_mple.com\n", NAME ":12: [twilio] public_url: 'https://exa_mple.com' has no valid host[:port]\n" },
+	{ "[twilio]\npublic_url = https://[::1\n", NAME ":12: [twilio] public_url: 'https://[::1' has no valid host[:port]\n" },
+	{ "[twilio]\npublic_url = https://a b.com\n", NAME ":12: [twilio] public_url: must not contain spaces\n" },
+	{ "[twilio]\nsecondary_auth_token_file =\n", NAME ":12: [twilio] secondary_auth_token_file: needs a value\n" },
+	{ "[proxy]\ntrusted = 10.0.0.0/33\n", NAME ":12: [proxy] trusted: '10.0.0.0/33' is not an IP address or CIDR network\n" },
+	{ "[proxy]\ntrusted = 10.0.0.0/8, bogus\n", NAME ":12: [proxy] trusted: 'bogus' is not an IP address or CIDR network\n" },
+	{ "[proxy]\ntrusted = ::1/129\n", NAME ":12: [proxy] trusted: '::1/129' is not an IP address or CIDR network\n" },
+	{ "[proxy]\ntrusted = 10.0.0.1/\n", NAME ":12: [proxy] trusted: '10.0.0.1/' is not an IP address or CIDR network\n" },
+	{ "[proxy]\ntrusted = 10.0.0.1/-1\n", NAME ":12: [proxy] trusted: '10.0.0.1/-1' is not an IP address or CIDR network\n" },
+	{ "[proxy]\ntrusted = 10.0.0/8\n", NAME ":12: [proxy] trusted: '10.0.0/8' is not an IP address or CIDR network\n" },
+	{ "[store]\ndriver = postgresql\n", NAME ":12: [store] driver: postgresql not supported yet\n" },
+	{ "[store]\ndriver = pg\n", NAME ":12: [store] driver: postgresql not supported yet\n" },
+	{ "[store]\ndriver = mysql\n", NAME ":12: [store] driver: 'mysql' is not a store driver (use sqlite)\n" },
+	{ "[store]\npath =\n", NAME ":12: [store] path: needs a value\n" },
+	{ "[secrets]\nserver_key_file =\n", NAME ":12: [secrets] server_key_file: needs a value\n" },
+	{ "[reset]\nroute = sms/reset\n", NAME ":12: [reset] route: 'sms/reset' must start with '/'\n" },
+	{ "[reset]\nroute = /sms/reset?x=1\n", NAME ":12: [reset] route: '/sms/reset?x=1' must be a plain path: no spaces, '?' or '#'\n" },
+	{ "[reset]\nroute = /healthz\n", NAME ":12: [reset] route: /healthz is a built-in route\n" },
+	{ "[reset]\nroute = /readyz\n", NAME ":12: [reset] route: /readyz is a built-in route\n" },
+	{ "[reset]\nmessage = Hello\n", NAME ":12: [reset] message: must contain {link}\n" },
+	{ "[reset]\ntoken_ttl = 30s\n", NAME ":12: [reset] token_ttl: '30s' is out of range (1m to 24h)\n" },
+	{ "[reset]\ntoken_ttl = 25h\n", NAME ":12: [reset] token_ttl: '25h' is out of range (1m to 24h)\n" },
+	{ "[reset]\nunknown_reply = \xff\xfe\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
+	{ "[reset]\nunknown_reply = \xc0\xaf\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
+	{ "[reset]\nunknown_reply = \xed\xa0\x80\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
+	{ "[reset]\nunknown_reply = \xe2\x82\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
+	{ "[admin]\nlisten = 0.0.0.0:8443\n", NAME ":12: [admin] listen: same address as [server] listen\n" },
+	{ "[log]\nlevel = loud\n", NAME ":12: [log] level: 'loud' is not a log level (debug, info, warn, error)\n" },
+	/* Structure. */
+	{ "[server]\nport = 8443\n", NAME ":12: [server] port: unknown key\n" },
+	{ "[server]\napi_base_url = x\n", NAME ":12: [server] api_base_url: unknown key\n" },
+	{ "[limits]\nreset_per_number = 3/1h\nother = 1\n", NAME ":11: [limits]: unknown section\n" },
+	{ "[Server]\n", NAME ":11: [Server]: unknown section\n" },
+	{ "[ server ]\n", NAME ":11: [ server ]: unknown section\n" },
+	{ "[server\nthreads = 1\n", NAME ":11: section header without ']'\n" },
+	{ "[server] junk\n", NAME ":11: unexpected text after ']'\n" },
+	{ "[server]\ntls_cert = other.pem\n", NAME ":12: [server] tls_cert: duplicate key (first set on line 2)\n" },
+	{ "[server]\nthreads = 2\nthreads = 2\n", NAME ":13: [server] threads: duplicate key (first set on line 12)\n" },
+	{ "[server]\nthreads = 2\n  4\n", NAME ":13: indented line: continuation lines are not supported, put the value on one line\n" },
+	{ "[server]\n\tthreads = 2\n", NAME ":12: indented line: continuation lines are not supported, put the value on one line\n" },
+	{ "[server]\nthreads\n", NAME ":12: expected 'name = value'\n" },
+	{ "[server]\nthreads 4 ; = 5\n", NAME ":12: expected 'name = value'\n" },
+	{ "[server]\n= 4\n", NAME ":12: [server] : unknown key\n" },
+};
+
+static void
+test_bad_values(void **state)
+{
+	char	text[4096];
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(bad_values); i++) {
+		int n = snprintf(text, sizeof(text), "%s%s", MINIMAL,
+		    bad_values[i].extra);
+		assert_true(n > 0 && (size_t)n < sizeof(text));
+		expect(text, bad_values[i].want);
+	}
+}
+
+/* Whole files: missing keys, cross-key rules, keys outside sections. */
+static const struct {
+	const char	*text;
+	const char	*want;
+} whole_files[] = {
+	/* Missing required keys: at the section header, or line 1. */
+	{ "[server]\ntls_cert = c\ntls_key = k\n[twilio]\nauth_token_file = a\n"
+	  "[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
+	  NAME ":4: [twilio] account_sid: required\n" },
+	{ "[server]\ntls_cert = c\ntls_key = k\n"
+	  "[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
+	  NAME ":1: [twilio] account_sid: required\n"
+	  NAME ":1: [twilio] auth_token_file: required (or auth_token inline)\n" },
+	{ "[server]\ntls_cert = c\ntls_key = k\n[twilio]\n"
+	  "account_sid = AC0123456789abcdef0123456789abcdef\nauth_token_file = a\n"
+	  "[reset]\nroute = /r\n[admin]\ntoken_file = t\n",
+	  NAME ":7: [reset] link: required\n" },
+	{ "[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\n[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
+	  NAME ":1: [server] tls_cert: required when tls = on\n"
+	  NAME ":1: [server] tls_key: required when tls = on\n" },
+	{ "[server]\ntls_key = k\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\n[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
+	  NAME ":1: [server] tls_cert: required when tls = on\n" },
+	/* tls = off: public_url decides the signed URL and must be https. */
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\n[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
+	  NAME ":3: [twilio] public_url: required when tls = off: it is the URL Twilio signs\n" },
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\npublic_url = http://sms.example.com\n"
+	  "[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
+	  NAME ":6: [twilio] public_url: must start with https:// when tls = off\n" },
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\npublic_url = https://sms.example.com\n"
+	  "[reset]\nlink = {token}\n[admin]\ntoken_file = t\n", "" },
+	/* Account SID: AC + 32 lower-case hex. */
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789ABCDEF0123456789abcdef\n"
+	  "auth_token_file = a\npublic_url = https://x.example\n"
+	  "[reset]\nlink = {token}\n[admin]\nlisten =\n",
+	  NAME ":4: [twilio] account_sid: 'AC0123456789ABCDEF0123456789abcdef' is not an account SID (AC and 32 lower-case hex digits)\n" },
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123\n"
+	  "auth_token_file = a\npublic_url = https://x.example\n"
+	  "[reset]\nlink = {token}\n[admin]\nlisten =\n",
+	  NAME ":4: [twilio] account_sid: 'AC0123' is not an account SID (AC and 32 lower-case hex digits)\n" },
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = MG0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\npublic_url = https://x.example\n"
+	  "[reset]\nlink = {token}\n[admin]\nlisten =\n",
+	  NAME ":4: [twilio] account_sid: 'MG0123456789abcdef0123456789abcdef' is not an account SID (AC and 32 lower-case hex digits)\n" },
+	/* A secret from a file or inline, not both. */
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\nauth_token = b\npublic_url = https://x.example\n"
+	  "[reset]\nlink = {token}\n[admin]\nlisten =\n",
+	  NAME ":6: [twilio] auth_token: set auth_token_file or auth_token, not both\n" },
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "secondary_auth_token = b\nauth_token = a\nsecondary_auth_token_file = c\n"
+	  "public_url = https://x.example\n[reset]\nlink = {token}\n[admin]\nlisten =\n",
+	  NAME ":7: [twilio] secondary_auth_token_file: set secondary_auth_token_file or secondary_auth_token, not both\n" },
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token = a\npublic_url = https://x.example\n[reset]\nlink = {token}\n"
+	  "[admin]\ntoken = x\ntoken_file = y\n",
+	  NAME ":11: [admin] token_file: set token_file or token, not both\n" },
+	/* The admin listener needs a token; listen = "" turns it off. */
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\npublic_url = https://x.example\n[reset]\nlink = {token}\n",
+	  NAME ":1: [admin] token_file: required while the admin listener is on (or token inline; listen = \"\" turns it off)\n" },
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\npublic_url = https://x.example\n[reset]\nlink = {token}\n"
+	  "[admin]\nlisten = 127.0.0.1:9999\n",
+	  NAME ":9: [admin] token_file: required while the admin listener is on (or token inline; listen = \"\" turns it off)\n" },
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\npublic_url = https://x.example\n[reset]\nlink = {token}\n"
+	  "[admin]\nlisten =\n", "" },
+	/* Templates need their placeholder. */
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\npublic_url = https://x.example\n[reset]\n"
+	  "link = https://example.com/reset\n[admin]\nlisten =\n",
+	  NAME ":8: [reset] link: must contain {token}\n" },
+	/* Keys before any section. */
+	{ "threads = 4\n" MINIMAL, NAME ":1: threads: key before any [section]\n" },
+	/* Every error in one run, in file order, cross-key ones last. */
+	{ "[server]\nthreads = lots\ntls = on\n[twilio]\naccount_sid = nope\n"
+	  "[bogus]\nx = 1\n[reset]\nlink = no placeholder\n  indented\n"
+	  "[admin]\nlisten = 1.2.3.4\n",
+	  NAME ":2: [server] threads: 'lots' is not a whole number\n"
+	  NAME ":5: [twilio] account_sid: 'nope' is not an account SID (AC and 32 lower-case hex digits)\n"
+	  NAME ":6: [bogus]: unknown section\n"
+	  NAME ":9: [reset] link: must contain {token}\n"
+	  NAME ":10: indented line: continuation lines are not supported, put the value on one line\n"
+	  NAME ":12: [admin] listen: '1.2.3.4' is not address:port (such as 0.0.0.0:8443 or [::]:8443)\n"
+	  NAME ":1: [server] tls_cert: required when tls = on\n"
+	  NAME ":1: [server] tls_key: required when tls = on\n"
+	  NAME ":4: [twilio] auth_token_file: required (or auth_token inline)\n" },
+	/* Empty input: everything required is missing. */
+	{ "",
+	  NAME ":1: [twilio] account_sid: required\n"
+	  NAME ":1: [reset] link: required\n"
+	  NAME ":1: [server] tls_cert: required when tls = on\n"
+	  NAME ":1: [server] tls_key: required when tls = on\n"
+	  NAME ":1: [twilio] auth_token_file: required (or auth_token inline)\n"
+	  NAME ":1: [admin] token_file: required while the admin listener is on (or token inline; listen = \"\" turns it off)\n" },
+};
+
+static void
+test_whole_files(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(whole_files); i++)
+		expect(whole_files[i].text, whole_files[i].want);
+}
+
+static void
+test_nul_byte(void **state)
+{
+	static const char text[] = MINIMAL "[server]\nthreads = 4\0 5\n";
+
+	(void)state;
+	expect_n(text, sizeof(text) - 1, NAME ":12: line contains a NUL byte\n");
+}
+
+static void
+test_too_many_errors(void **state)
+{
+	struct buf	 text = BUF_INIT, errs = BUF_INIT;
+	struct config	*cfg;
+	int		 n;
+
+	(void)state;
+	assert_int_equal(buf_append_str(&text, MINIMAL "[server]\n"), 0);
+	for (int i = 0; i < 150; i++)
+		assert_int_equal(buf_append_str(&text, "bogus = 1\n"), 0);
+	n = parse(text.data, &cfg, &errs);
+	assert_int_equal(n, 150);	/* the count stays exact */
+	/* Lines 12..161 are bad; the first 100 are listed. */
+	assert_non_null(strstr(errs.data, NAME ":111: [server] bogus: unknown key\n"));
+	assert_null(strstr(errs.data, NAME ":112:"));
+	assert_non_null(strstr(errs.data, NAME ": too many errors; not listing more\n"));
+	config_free(cfg);
+	buf_free(&errs);
+	buf_free(&text);
+}
+
+static void
+test_too_large(void **state)
+{
+	struct config	*cfg;
+	struct buf	 errs = BUF_INIT;
+	size_t		 len = MAX_CONFIG_FILE + 1;
+	char		*text = malloc(len);
+
+	(void)state;
+	assert_non_null(text);
+	memset(text, '\n', len);
+	assert_int_equal(parse_n(text, len, &cfg, &errs), 1);
+	assert_string_equal(errs.data, NAME ": larger than 262144 bytes\n");
+	config_free(cfg);
+	buf_free(&errs);
+	free(text);
+}
+
+/* Good values: appended to MINIMAL, then checked field by field. */
+static struct config *
+parse_ok(const char *extra)
+{
+	char		 text[8192];
+	struct buf	 errs = BUF_INIT;
+	struct config	*cfg;
+	int		 n;
+
+	n = snprintf(text, sizeof(text), "%s%s", MINIMAL, extra);
+	assert_true(n > 0 && (size_t)n < sizeof(text));
+	if (parse(text, &cfg, &errs) != 0)
+		fail_msg("%s\nunexpected errors:\n%s", extra, errs.data);
+	buf_free(&errs);
+	return cfg;
+}
+
+static const struct {
+	const char	*value;
+	unsigned	 seconds;
+} durations[] = {
+	{ "30", 30 }, { "30s", 30 }, { "5m", 300 }, { "600", 600 },
+	{ "0", 0 }, { "0s", 0 }, { "10m", 600 }, { "007", 7 },
+};
+
+static const struct {
+	const char	*value;
+	size_t		 bytes;
+} sizes[] = {
+	{ "16k", 16384 }, { "16K", 16384 }, { "1m", 1048576 }, { "1M", 1048576 },
+	{ "2048", 2048 }, { "1024", 1024 }, { "1k", 1024 },
+};
+
+static void
+test_durations_sizes(void **state)
+{
+	char		 extra[128];
+	struct config	*c;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(durations); i++) {
+		(void)snprintf(extra, sizeof(extra), "[server]\ndrain_delay = %s\n",
+		    durations[i].value);
+		c = parse_ok(extra);
+		assert_int_equal(c->drain_delay, durations[i].seconds);
+		config_free(c);
+	}
+	for (size_t i = 0; i < NELEM(sizes); i++) {
+		(void)snprintf(extra, sizeof(extra), "[server]\nmax_body = %s\n",
+		    sizes[i].value);
+		c = parse_ok(extra);
+		assert_int_equal(c->max_body, sizes[i].bytes);
+		config_free(c);
+	}
+	c = parse_ok("[server]\nshutdown_timeout = 1h\nrequest_timeout = 90s\n"
+	    "[reset]\ntoken_ttl = 24h\n");
+	assert_int_equal(c->shutdown_timeout, 3600);
+	assert_int_equal(c->request_timeout, 90);
+	assert_int_equal(c->reset_token_ttl, 86400);
+	config_free(c);
+}
+
+static const struct {
+	const char	*value;
+	bool		 on;
+} bools[] = {
+	{ "on", true }, { "off", false }, { "yes", true }, { "no", false },
+	{ "true", true }, { "false", false }, { "ON", true }, { "Off", false },
+};
+
+static void
+test_bools(void **state)
+{
+	char		 extra[128];
+	struct config	*c;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(bools); i++) {
+		(void)snprintf(extra, sizeof(extra), "[server]\ntls = %s\n"
+		    "[twilio]\npublic_url = https://x.example\n", bools[i].value);
+		c = parse_ok(extra);
+		assert_int_equal(c->tls, bools[i].on);
+		config_free(c);
+	}
+}
+
+static void
+test_cidrs(void **state)
+{
+	static const uint8_t v4a[4] = { 10, 0, 0, 0 };
+	static const uint8_t v4b[4] = { 192, 168, 0, 1 };
+	static const uint8_t v4c[4] = { 172, 16, 0, 0 };
+	static const uint8_t v6a[16] = { 0x20, 0x01, 0x0d, 0xb8 };
+	static const uint8_t v6b[16] = { [15] = 1 };
+	static const uint8_t zero[16] = { 0 };
+	struct config	*c;
+
+	(void)state;
+	c = parse_ok("[proxy]\ntrusted = 10.1.2.3/8, 192.168.0.1 "
+	    "2001:db8:ffff::1/32,,::1  172.31.255.255/12 0.0.0.0/0\n");
+	assert_int_equal(c->trusted_count, 6);
+	assert_int_equal(c->trusted[0].family, AF_INET);
+	assert_int_equal(c->trusted[0].prefix, 8);
+	assert_memory_equal(c->trusted[0].addr, v4a, 4);
+	assert_int_equal(c->trusted[1].prefix, 32);
+	assert_memory_equal(c->trusted[1].addr, v4b, 4);
+	assert_int_equal(c->trusted[2].family, AF_INET6);
+	assert_int_equal(c->trusted[2].prefix, 32);
+	assert_memory_equal(c->trusted[2].addr, v6a, 16);
+	assert_int_equal(c->trusted[3].family, AF_INET6);
+	assert_int_equal(c->trusted[3].prefix, 128);
+	assert_memory_equal(c->trusted[3].addr, v6b, 16);
+	assert_int_equal(c->trusted[4].prefix, 12);
+	assert_memory_equal(c->trusted[4].addr, v4c, 4);
+	assert_int_equal(c->trusted[5].prefix, 0);
+	assert_memory_equal(c->trusted[5].addr, zero, 4);
+	config_free(c);
+
+	c = parse_ok("[proxy]\ntrusted =\n");
+	assert_int_equal(c->trusted_count, 0);
+	assert_null(c->trusted);
+	config_free(c);
+}
+
+static const struct {
+	const char	*value;
+	const char	*stored;
+} urls[] = {
+	{ "https://sms.example.com", "https://sms.example.com" },
+	{ "https://sms.example.com/", "https://sms.example.com" },
+	{ "https://example.com:8443/hooks//", "https://example.com:8443/hooks" },
+	{ "http://[::1]:8080/", "http://[::1]:8080" },
+	{ "https://10.0.0.1", "https://10.0.0.1" },
+};
+
+static void
+test_public_url(void **state)
+{
+	char		 extra[256];
+	struct config	*c;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(urls); i++) {
+		(void)snprintf(extra, sizeof(extra), "[twilio]\npublic_url = %s\n",
+		    urls[i].value);
+		c = parse_ok(extra);
+		assert_string_equal(c->public_url, urls[i].stored);
+		config_free(c);
+	}
+}
+
+/* inih's syntax as we keep it: ':' separator, ';' comments, CRLF, BOM. */
+static void
+test_syntax(void **state)
+{
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+
+	(void)state;
+	c = parse_ok("; comment\n# comment\n   ; indented comment\n\n  \n"
+	    "[server]   ; header comment\nthreads: 4 ; four\n"
+	    "listen = [::1]:8443\n[reset]\nunknown_reply = a;b\n"
+	    "message = Go: {link} #1\n[log]\nlevel = debug\n");
+	assert_int_equal(c->threads, 4);
+	assert_string_equal(c->listen, "[::1]:8443");
+	assert_string_equal(c->reset_unknown_reply, "a;b");
+	assert_string_equal(c->reset_message, "Go: {link} #1");
+	assert_int_equal(c->log_level, LOG_LEVEL_DEBUG);
+	config_free(c);
+
+	c = parse_ok("[server]\r\nthreads = 8\r\n");
+	assert_int_equal(c->threads, 8);
+	config_free(c);
+
+	assert_int_equal(parse("\xef\xbb\xbf" MINIMAL, &c, &errs), 0);
+	config_free(c);
+	buf_free(&errs);
+}
+
+/* Debian's inih cuts lines at 200 bytes; ours are taken whole. */
+static void
+test_long_lines(void **state)
+{
+	char		 extra[4096], tpl[MAX_TEMPLATE_LEN + 1];
+	struct config	*c;
+
+	(void)state;
+	(void)snprintf(extra, sizeof(extra), "[server]\ntls_priorities = %s\n",
+	    DEFAULT_TLS_PRIORITIES ":-VERS-TLS1.2");
+	assert_true(strlen(extra) > 250);
+	c = parse_ok(extra);
+	assert_string_equal(c->tls_priorities, DEFAULT_TLS_PRIORITIES ":-VERS-TLS1.2");
+	config_free(c);
+
+	memset(tpl, 'x', sizeof(tpl) - 1);
+	memcpy(tpl, "{link}", 6);
+	tpl[MAX_TEMPLATE_LEN] = '\0';
+	(void)snprintf(extra, sizeof(extra), "[reset]\nmessage = %s ; note\n", tpl);
+	c = parse_ok(extra);
+	assert_int_equal(strlen(c->reset_message), MAX_TEMPLATE_LEN);
+	config_free(c);
+
+	(void)snprintf(extra, sizeof(extra), "%s[reset]\nmessage = %sx\n",
+	    MINIMAL, tpl);
+	expect(extra, NAME ":12: [reset] message: longer than 1024 bytes\n");
+}
+
+static void
+test_inline_secret_parse(void **state)
+{
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+
+	(void)state;
+	assert_int_equal(parse("[server]\ntls_cert = c\ntls_key = k\n[twilio]\n"
+	    "account_sid = AC0123456789abcdef0123456789abcdef\n"
+	    "auth_token = s3cret ; comment\nsecondary_auth_token = other\n"
+	    "[reset]\nlink = {token}\n[admin]\ntoken = adm\n", &c, &errs), 0);
+	assert_string_equal(c->auth_token.data, "s3cret");
+	assert_int_equal(c->auth_token.len, 6);
+	assert_string_equal(c->secondary_auth_token.data, "other");
+	assert_string_equal(c->admin_token.data, "adm");
+	assert_int_equal(c->inline_secret_line, 6);
+	config_free(c);
+	config_free(NULL);
+	buf_free(&errs);
+}
+
+/*
+ * The shipped configs must stay valid as the parser changes. Run from the
+ * source tree (make does), or point TWHOOKD_SRCDIR at it.
+ */
+static void
+test_shipped_configs(void **state)
+{
+	static const char *const files[] = { "conf/twhookd.ini", "conf/demo.ini" };
+	const char	*top = getenv("TWHOOKD_SRCDIR");
+	char		 path[PATH_MAX], text[64 * 1024];
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+	FILE		*f;
+	size_t		 n;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(files); i++) {
+		(void)snprintf(path, sizeof(path), "%s/%s", top ? top : ".", files[i]);
+		if ((f = fopen(path, "r")) == NULL)
+			fail_msg("%s: not found (set TWHOOKD_SRCDIR)", path);
+		n = fread(text, 1, sizeof(text), f);
+		assert_int_equal(fclose(f), 0);
+		assert_true(n < sizeof(text));
+		if (parse_n(text, n, &c, &errs) != 0)
+			fail_msg("%s", errs.data);
+		assert_non_null(c->reset_link);
+		config_free(c);
+	}
+	buf_free(&errs);
+}
+
+/* --- config_load: real files in a temporary directory --- */
+
+struct tmp {
+	char	dir[64];
+	char	cred[64];
+	char	ini[128];
+};
+
+static void
+put(const char *dir, const char *name, const char *content, mode_t mode)
+{
+	char	 path[256];
+	FILE	*f;
+
+	(void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(fputs(content, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static int
+tmp_setup(void **state)
+{
+	struct tmp	*t = calloc(1, sizeof(*t));
+	char		*real;
+
+	if (t == NULL)
+		return -1;
+	(void)snprintf(t->dir, sizeof(t->dir), "/tmp/twhookd-cfg-XXXXXX");
+	(void)snprintf(t->cred, sizeof(t->cred), "/tmp/twhookd-cred-XXXXXX");
+	if (mkdtemp(t->dir) == NULL || mkdtemp(t->cred) == NULL)
+		return -1;
+	/* config_load reports paths from realpath(3): compare like with like. */
+	if ((real = realpath(t->dir, NULL)) == NULL)
+		return -1;
+	(void)snprintf(t->dir, sizeof(t->dir), "%s", real);
+	free(real);
+	(void)snprintf(t->ini, sizeof(t->ini), "%s/t.ini", t->dir);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	*state = t;
+	return 0;
+}
+
+static void
+rm_dir(const char *dir)
+{
+	static const char *const names[] = {
+		"t.ini", "auth-token", "admin-token", "cert.pem", "big", "empty",
+		"blank",
+	};
+	char	path[256];
+
+	for (size_t i = 0; i < NELEM(names); i++) {
+		(void)snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		(void)unlink(path);
+	}
+	(void)rmdir(dir);
+}
+
+static int
+tmp_teardown(void **state)
+{
+	struct tmp	*t = *state;
+
+	unsetenv("CREDENTIALS_DIRECTORY");
+	rm_dir(t->dir);
+	rm_dir(t->cred);
+	free(t);
+	return 0;
+}
+
+static void
+test_load_secret_files(void **state)
+{
+	struct tmp	*t = *state;
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+	char		 want[256];
+
+	put(t->dir, "t.ini", MINIMAL "[store]\npath = run/x.db\n", 0644);
+	put(t->dir, "auth-token", "0123456789abcdef0123456789abcdef\n", 0600);
+	put(t->dir, "admin-token", "adm1n \t\r\n\n", 0600);
+	if (config_load(t->ini, &c, &errs) != 0)
+		fail_msg("%s", errs.data);
+	assert_string_equal(c->path, t->ini);
+	assert_string_equal(c->auth_token.data, "0123456789abcdef0123456789abcdef");
+	assert_int_equal(c->auth_token.len, 32);
+	assert_string_equal(c->admin_token.data, "adm1n");
+	assert_int_equal(c->admin_token.len, 5);
+	assert_null(c->secondary_auth_token.data);
+	(void)snprintf(want, sizeof(want), "%s/auth-token", t->dir);
+	assert_string_equal(c->auth_token_file, want);
+	(void)snprintf(want, sizeof(want), "%s/cert.pem", t->dir);
+	assert_string_equal(c->tls_cert, want);
+	(void)snprintf(want, sizeof(want), "%s/run/x.db", t->dir);
+	assert_string_equal(c->store_path, want);
+	assert_string_equal(c->server_key_file, DEFAULT_SERVER_KEY_FILE);
+	config_free(c);
+	buf_free(&errs);
+}
+
+static void
+test_load_credentials_directory(void **state)
+{
+	struct tmp	*t = *state;
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+	char		 want[256];
+
+	put(t->dir, "t.ini", MINIMAL, 0644);
+	put(t->dir, "auth-token", "from-config-dir\n", 0600);
+	put(t->cred, "auth-token", "from-credentials\n", 0600);
+	put(t->cred, "admin-token", "adm\n", 0600);
+	put(t->cred, "cert.pem", "x\n", 0600);
+	assert_int_equal(setenv("CREDENTIALS_DIRECTORY", t->cred, 1), 0);
+	if (config_load(t->ini, &c, &errs) != 0)
+		fail_msg("%s", errs.data);
+	assert_string_equal(c->auth_token.data, "from-credentials");
+	/* TLS files: the credentials directory when there, else the config's. */
+	(void)snprintf(want, sizeof(want), "%s/cert.pem", t->cred);
+	assert_string_equal(c->tls_cert, want);
+	(void)snprintf(want, sizeof(want), "%s/key.pem", t->dir);
+	assert_string_equal(c->tls_key, want);
+	config_free(c);
+
+	/* A secret missing there is not looked for next to the config. */
+	(void)snprintf(want, sizeof(want), "%s/admin-token", t->cred);
+	assert_int_equal(unlink(want), 0);
+	put(t->dir, "admin-token", "adm\n", 0600);
+	assert_int_equal(config_load(t->ini, &c, &errs), -1);
+	assert_null(c);
+	(void)snprintf(want, sizeof(want), "%s:10: [admin] token_file: "
+	    "%s/admin-token: No such file or directory\n", t->ini, t->cred);
+	assert_string_equal(errs.data, want);
+	buf_free(&errs);
+}
+
+static const char inline_ini[] =
+	"[server]\ntls_cert = c\ntls_key = k\n[twilio]\n"
+	"account_sid = AC0123456789abcdef0123456789abcdef\n"
+	"auth_token = s3cret\n[reset]\nlink = {token}\n[admin]\ntoken = adm\n";
+
+static void
+test_load_inline_mode(void **state)
+{
+	static const mode_t refused[] = { 0644, 0640, 0604, 0610, 0601 };
+	static const mode_t accepted[] = { 0600, 0400 };
+	struct tmp	*t = *state;
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+	char		 want[512];
+
+	(void)snprintf(want, sizeof(want),
+	    "%s:6: [twilio] auth_token: inline secret needs the config file "
+	    "to be mode 0600 or stricter\n"
+	    "%s:10: [admin] token: inline secret needs the config file "
+	    "to be mode 0600 or stricter\n", t->ini, t->ini);
+	for (size_t i = 0; i < NELEM(refused); i++) {
+		put(t->dir, "t.ini", inline_ini, refused[i]);
+		assert_int_equal(config_load(t->ini, &c, &errs), -1);
+		assert_string_equal(errs.data, want);
+		buf_reset(&errs);
+	}
+	for (size_t i = 0; i < NELEM(accepted); i++) {
+		put(t->dir, "t.ini", inline_ini, accepted[i]);
+		if (config_load(t->ini, &c, &errs) != 0)
+			fail_msg("mode %o: %s", (unsigned)accepted[i], errs.data);
+		assert_string_equal(c->auth_token.data, "s3cret");
+		assert_string_equal(c->admin_token.data, "adm");
+		assert_int_equal(c->inline_secret_line, 6);
+		config_free(c);
+	}
+	buf_free(&errs);
+}
+
+static void
+test_load_bad_secrets(void **state)
+{
+	struct tmp	*t = *state;
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+	char		 want[1024], text[1024], big[MAX_SECRET_FILE + 2];
+
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	put(t->dir, "t.ini", "[server]\ntls_cert = c\ntls_key = k\n[twilio]\n"
+	    "account_sid = AC0123456789abcdef0123456789abcdef\n"
+	    "auth_token_file = empty\nsecondary_auth_token_file = big\n"
+	    "[reset]\nlink = {token}\n[admin]\ntoken_file = blank\n", 0644);
+	put(t->dir, "empty", "", 0600);
+	put(t->dir, "big", big, 0600);
+	put(t->dir, "blank", "two\nlines\n", 0600);
+	assert_int_equal(config_load(t->ini, &c, &errs), -1);
+	(void)snprintf(want, sizeof(want),
+	    "%s:6: [twilio] auth_token_file: %s/empty: is empty\n"
+	    "%s:7: [twilio] secondary_auth_token_file: %s/big: larger than 4096 bytes\n"
+	    "%s:11: [admin] token_file: %s/blank: must be one line of text\n",
+	    t->ini, t->dir, t->ini, t->dir, t->ini, t->dir);
+	assert_string_equal(errs.data, want);
+	buf_reset(&errs);
+
+	/* Only a newline: empty too. Absolute paths are used as given. */
+	put(t->dir, "empty", "\n", 0600);
+	put(t->dir, "auth-token", "tok", 0600);	/* no newline at all */
+	put(t->dir, "admin-token", "adm", 0600);
+	(void)snprintf(text, sizeof(text), "%s[twilio]\n"
+	    "secondary_auth_token_file = %s/empty\n", MINIMAL, t->dir);
+	put(t->dir, "t.ini", text, 0644);
+	assert_int_equal(config_load(t->ini, &c, &errs), -1);
+	(void)snprintf(want, sizeof(want),
+	    "%s:12: [twilio] secondary_auth_token_file: %s/empty: is empty\n",
+	    t->ini, t->dir);
+	assert_string_equal(errs.data, want);
+	buf_free(&errs);
+}
+
+static void
+test_load_missing_file(void **state)
+{
+	struct tmp	*t = *state;
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+	char		 want[256];
+
+	assert_int_equal(config_load(t->ini, &c, &errs), -1);
+	assert_null(c);
+	(void)snprintf(want, sizeof(want), "%s: No such file or directory\n", t->ini);
+	assert_string_equal(errs.data, want);
+	buf_reset(&errs);
+
+	assert_int_equal(config_load(t->dir, &c, &errs), -1);
+	(void)snprintf(want, sizeof(want), "%s: not a regular file\n", t->dir);
+	assert_string_equal(errs.data, want);
+	buf_free(&errs);
+}
+
+/* Parse errors and file errors are reported together. */
+static void
+test_load_all_errors(void **state)
+{
+	struct tmp	*t = *state;
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+	char		 want[1024];
+
+	put(t->dir, "t.ini", MINIMAL "[server]\nthreads = many\n"
+	    "[twilio]\nsecondary_auth_token = x\n", 0644);
+	put(t->dir, "auth-token", "tok\n", 0600);
+	assert_int_equal(config_load(t->ini, &c, &errs), -1);
+	(void)snprintf(want, sizeof(want),
+	    "%s:12: [server] threads: 'many' is not a whole number\n"
+	    "%s:14: [twilio] secondary_auth_token: inline secret needs the "
+	    "config file to be mode 0600 or stricter\n"
+	    "%s:10: [admin] token_file: %s/admin-token: No such file or directory\n",
+	    t->ini, t->ini, t->ini, t->dir);
+	assert_string_equal(errs.data, want);
+	buf_free(&errs);
+}
+
+/* A relative config path: paths still come out absolute. */
+static void
+test_load_relative_path(void **state)
+{
+	struct tmp	*t = *state;
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+	char		 cwd[PATH_MAX], want[256];
+
+	put(t->dir, "t.ini", MINIMAL, 0644);
+	put(t->dir, "auth-token", "tok\n", 0600);
+	put(t->dir, "admin-token", "adm\n", 0600);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(t->dir), 0);
+	if (config_load("t.ini", &c, &errs) != 0)
+		fail_msg("%s", errs.data);
+	assert_int_equal(chdir(cwd), 0);
+	assert_string_equal(c->path, "t.ini");
+	(void)snprintf(want, sizeof(want), "%s/cert.pem", t->dir);
+	assert_string_equal(c->tls_cert, want);
+	config_free(c);
+	buf_free(&errs);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_minimal_valid),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_whole_files),
+		cmocka_unit_test(test_nul_byte),
+		cmocka_unit_test(test_too_many_errors),
+		cmocka_unit_test(test_too_large),
+		cmocka_unit_test(test_durations_sizes),
+		cmocka_unit_test(test_bools),
+		cmocka_unit_test(test_cidrs),
+		cmocka_unit_test(test_public_url),
+		cmocka_unit_test(test_syntax),
+		cmocka_unit_test(test_long_lines),
+		cmocka_unit_test(test_inline_secret_parse),
+		cmocka_unit_test(test_shipped_configs),
+		cmocka_unit_test_setup_teardown(test_load_secret_files, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_load_credentials_directory, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_load_inline_mode, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_load_bad_secrets, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_load_missing_file, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_load_all_errors, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_load_relative_path, tmp_setup, tmp_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
