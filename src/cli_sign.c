@@ -375,7 +375,7 @@ print_curl(const struct opts *o, const struct request *r, const char *sig)
 	    buf_append(&data, r->post.data != NULL ? r->post.data : "",
 	    r->post.len)) == -1)
 		goto done;
-	if (buf_printf(&c, "curl -H 'X-Twilio-Signature: %s' -H ", sig) == -1 ||
+	if (buf_printf(&c, "curl -sS -H 'X-Twilio-Signature: %s' -H ", sig) == -1 ||
 	    shell_quote(&c, r->json ? "Content-Type: application/json" :
 	    "Content-Type: application/x-www-form-urlencoded") == -1 ||
 	    buf_append_str(&c, " --data-binary ") == -1 ||

@@ -1,9 +1,8 @@
 /*
  * Configuration: inih finds names, our line reader counts lines and refuses
- * what inih would silently accept (indented continuation lines, NUL bytes),
- * the key table (config_keys.c) types the values, cross-key rules run last.
- * Every problem is one "FILE:LINE: [section] key: message" line, all in one
- * run. Only config_load touches files: the config, *_file secrets, paths.
+ * what inih would accept silently (indented continuations, NUL bytes), the
+ * key table (config_keys.c) types values, cross-key rules run last. Errors
+ * are "FILE:LINE: [section] key: message", all in one run.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -47,7 +46,7 @@ struct parse_ctx {
 	bool		 key_bad[CONFIG_NKEYS];			/* set, refused */
 };
 
-/* Things a *_file names: where to find them and where to report. */
+/* Where relative paths are looked up. */
 struct file_ref {
 	const char	*confdir;		/* absolute directory of the config */
 	const char	*creddir;		/* $CREDENTIALS_DIRECTORY or NULL */
@@ -309,7 +308,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 
 /* Index of a key the cross-key rules name; a typo here is our bug. */
 static int
-key(const char *section, const char *name)
+key_idx(const char *section, const char *name)
 {
 	int	idx = config_key_index(section, name);
 
@@ -360,10 +359,10 @@ static void
 check_tls(struct parse_ctx *ctx)
 {
 	const struct config	*cfg = ctx->cfg;
-	int			 tls = key("server", "tls");
-	int			 cert = key("server", "tls_cert");
-	int			 tkey = key("server", "tls_key");
-	int			 url = key("twilio", "public_url");
+	int			 tls = key_idx("server", "tls");
+	int			 cert = key_idx("server", "tls_cert");
+	int			 tkey = key_idx("server", "tls_key");
+	int			 url = key_idx("twilio", "public_url");
 
 	if (!usable(ctx, tls))
 		return;
@@ -387,7 +386,7 @@ static void
 check_secret_pair(struct parse_ctx *ctx, const char *section,
     const char *file, const char *inl, bool required, const char *why)
 {
-	int	f = key(section, file), i = key(section, inl);
+	int	f = key_idx(section, file), i = key_idx(section, inl);
 
 	if (is_set(ctx, f) && is_set(ctx, i)) {
 		int later = ctx->key_line[f] > ctx->key_line[i] ? f : i;
@@ -401,7 +400,7 @@ static void
 check_secrets(struct parse_ctx *ctx)
 {
 	const struct config	*cfg = ctx->cfg;
-	int			 admin = key("admin", "listen");
+	int			 admin = key_idx("admin", "listen");
 	bool			 admin_on;
 
 	admin_on = usable(ctx, admin) && cfg->admin_listen != NULL &&
@@ -412,7 +411,7 @@ check_secrets(struct parse_ctx *ctx)
 	    "secondary_auth_token", false, "");
 	check_secret_pair(ctx, "admin", "token_file", "token", admin_on,
 	    " while the admin listener is on (or token inline; "
-	    "listen = \"\" turns it off)");
+	    "an empty listen turns it off)");
 }
 
 static void
@@ -420,7 +419,7 @@ check_routes(struct parse_ctx *ctx)
 {
 	/* Served on every listener without a signature: never a webhook. */
 	static const char *const fixed[] = { "/healthz", "/readyz" };
-	int	route = key("reset", "route");
+	int	route = key_idx("reset", "route");
 
 	if (!usable(ctx, route) || ctx->cfg->reset_route == NULL)
 		return;
@@ -434,8 +433,8 @@ static void
 check_listeners(struct parse_ctx *ctx)
 {
 	const struct config	*cfg = ctx->cfg;
-	int			 pub = key("server", "listen");
-	int			 adm = key("admin", "listen");
+	int			 pub = key_idx("server", "listen");
+	int			 adm = key_idx("admin", "listen");
 
 	if (!usable(ctx, pub) || !usable(ctx, adm) || cfg->listen == NULL ||
 	    cfg->admin_listen == NULL)

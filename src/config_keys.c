@@ -23,18 +23,6 @@
 #include "log.h"
 
 /* Local limits: none of these bounds a request, so they stay out of defaults.h. */
-#define MAX_CONNECTIONS_LIMIT	65536u	/* max_connections, max_connections_per_ip */
-#define MAX_REQUEST_TIMEOUT	600u	/* seconds */
-#define MAX_DRAIN_DELAY		600u	/* seconds */
-#define MAX_SHUTDOWN_TIMEOUT	3600u	/* seconds */
-#define MIN_TOKEN_TTL		60u	/* seconds */
-#define MAX_TOKEN_TTL		(24u * 3600u)
-#define MAX_TRUSTED_CIDRS	256u
-#define MAX_PATH_VALUE		4096u	/* PATH_MAX on Linux */
-#define MAX_ROUTE_LEN		256u
-#define MAX_PUBLIC_URL_LEN	2048u	/* leaves room for the target in MAX_URL_LEN */
-#define MAX_LISTEN_LEN		64u
-#define MAX_PRIORITIES_LEN	1024u
 #define ECHO			64	/* bytes of a bad value quoted back */
 
 #define F(field)	offsetof(struct config, field)

@@ -396,10 +396,11 @@ server_start(const struct server_options *opt, const struct server_hooks *hooks,
 {
 	struct server		*srv = NULL;
 	struct sockaddr_storage	 ss;
-	struct MHD_OptionItem	 items[5] = {
+	size_t			 n = 0;
+	struct MHD_OptionItem	 items[6] = {
 		{ MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL },
 		{ MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL },
-		{ MHD_OPTION_END, 0, NULL },
+		{ MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL },
 	};
 
 	if (opt->listen_fd < 0 && parse_listen(opt->listen, &ss) == -1) {
@@ -416,18 +417,22 @@ server_start(const struct server_options *opt, const struct server_hooks *hooks,
 	srv->access_log = opt->access_log;
 	atomic_init(&srv->inflight, 0);
 	if (opt->listen_fd >= 0)
-		items[0] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, opt->listen_fd, NULL };
+		items[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, opt->listen_fd, NULL };
 	else
-		items[0] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss };
+		items[n++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss };
+	/* One thread: the listener's own thread serves; a pool of one is refused. */
+	if (opt->threads > 1)
+		items[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, opt->threads, NULL };
 	if (opt->tls) {
-		items[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)(uintptr_t)opt->tls_cert };
-		items[2] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)(uintptr_t)opt->tls_key };
-		items[3] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)(uintptr_t)opt->tls_priorities };
+		items[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)(uintptr_t)opt->tls_cert };
+		items[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)(uintptr_t)opt->tls_key };
+		items[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)(uintptr_t)opt->tls_priorities };
 	}
 	srv->daemon = MHD_start_daemon(daemon_flags(opt, &ss), 0, NULL, NULL,
 	    on_access, srv,
+	    /* First, so that libmicrohttpd reports even option errors through us. */
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
 	    MHD_OPTION_ARRAY, items,
-	    MHD_OPTION_THREAD_POOL_SIZE, opt->threads > 1 ? opt->threads : 0u,
 	    MHD_OPTION_CONNECTION_LIMIT, opt->max_connections,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, opt->max_connections_per_ip,
 	    MHD_OPTION_CONNECTION_TIMEOUT, opt->timeout,
@@ -439,7 +444,6 @@ server_start(const struct server_options *opt, const struct server_hooks *hooks,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
 	    MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
 	    MHD_OPTION_END);
 	if (srv->daemon == NULL) {
 		log_warnx("%s: cannot listen on %s (address in use, bad TLS material or"

@@ -293,11 +293,11 @@ static const struct {
 	/* The admin listener needs a token; listen = "" turns it off. */
 	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
 	  "auth_token_file = a\npublic_url = https://x.example\n[reset]\nlink = {token}\n",
-	  NAME ":1: [admin] token_file: required while the admin listener is on (or token inline; listen = \"\" turns it off)\n" },
+	  NAME ":1: [admin] token_file: required while the admin listener is on (or token inline; an empty listen turns it off)\n" },
 	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
 	  "auth_token_file = a\npublic_url = https://x.example\n[reset]\nlink = {token}\n"
 	  "[admin]\nlisten = 127.0.0.1:9999\n",
-	  NAME ":9: [admin] token_file: required while the admin listener is on (or token inline; listen = \"\" turns it off)\n" },
+	  NAME ":9: [admin] token_file: required while the admin listener is on (or token inline; an empty listen turns it off)\n" },
 	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
 	  "auth_token_file = a\npublic_url = https://x.example\n[reset]\nlink = {token}\n"
 	  "[admin]\nlisten =\n", "" },
@@ -328,7 +328,7 @@ static const struct {
 	  NAME ":1: [server] tls_cert: required when tls = on\n"
 	  NAME ":1: [server] tls_key: required when tls = on\n"
 	  NAME ":1: [twilio] auth_token_file: required (or auth_token inline)\n"
-	  NAME ":1: [admin] token_file: required while the admin listener is on (or token inline; listen = \"\" turns it off)\n" },
+	  NAME ":1: [admin] token_file: required while the admin listener is on (or token inline; an empty listen turns it off)\n" },
 };
 
 static void

@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""Pre-sign N Twilio SMS reset webhooks for the benchmark.
+
+Signatures come from python3-twilio's RequestValidator (Twilio's own helper),
+never from twhookd. Every request has its own MessageSid ("SM" + 32 hex), so
+a run that uses each line once never hits twhookd's replay path.
+
+Output, compact so wrk's Lua script can stream it instead of holding
+hundreds of MB of bodies:
+
+    line 1:  TEMPLATE <form body with __SID__ and __FROM__ markers>
+    then:    <MessageSid> <From digits, no '+'> <X-Twilio-Signature>
+
+The body is the template with __SID__ -> MessageSid and __FROM__ -> digits
+(the template already holds the url-encoded '+', "%2B").
+
+usage: gen_requests.py OUT N USERS.csv AUTH_TOKEN ACCOUNT_SID URL
+"""
+
+import multiprocessing
+import os
+import sys
+from urllib.parse import urlencode
+
+from twilio.request_validator import RequestValidator
+
+SERVICE = "+15557654321"  # the service's own number (To)
+
+
+def params(account_sid, sid, from_):
+    """The form parameters Twilio posts for an incoming SMS."""
+    return {
+        "ToCountry": "US",
+        "ToState": "CA",
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ToCity": "SAN FRANCISCO",
+        "FromZip": "94105",
+        "SmsSid": sid,
+        "FromState": "CA",
+        "SmsStatus": "received",
+        "FromCity": "SAN FRANCISCO",
+        "Body": "RESET",
+        "FromCountry": "US",
+        "To": SERVICE,
+        "ToZip": "94105",
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": account_sid,
+        "From": from_,
+        "ApiVersion": "2010-04-01",
+    }
+
+
+_ctx = {}
+
+
+def _init(token, account_sid, url, phones):
+    _ctx.update(v=RequestValidator(token), sid=account_sid, url=url, phones=phones)
+
+
+def _chunk(args):
+    start, count, seed = args
+    v, url, acct, phones = _ctx["v"], _ctx["url"], _ctx["sid"], _ctx["phones"]
+    rnd = os.urandom(16 * count + 4 * count)
+    out = []
+    for i in range(count):
+        sid = "SM" + rnd[16 * i:16 * i + 16].hex()
+        pick = int.from_bytes(rnd[16 * count + 4 * i:16 * count + 4 * i + 4], "little")
+        phone = phones[pick % len(phones)]
+        sig = v.compute_signature(url, params(acct, sid, phone))
+        out.append(f"{sid} {phone[1:]} {sig}\n")
+    return "".join(out)
+
+
+def main():
+    if len(sys.argv) != 7:
+        sys.exit(__doc__.strip().splitlines()[-1])
+    out, n, users, token, account_sid, url = sys.argv[1:]
+    n = int(n)
+    phones = []
+    with open(users) as f:
+        for line in f:
+            phone = line.split(",", 1)[0].strip()
+            if phone.startswith("+"):
+                phones.append(phone)
+    if not phones:
+        sys.exit("gen_requests: no users in " + users)
+
+    template = urlencode(params(account_sid, "__SID__", "+__FROM__"))
+    assert template.count("__SID__") == 3 and template.count("__FROM__") == 1
+
+    step = 5000
+    jobs = [(s, min(step, n - s), s) for s in range(0, n, step)]
+    workers = max(1, min(len(os.sched_getaffinity(0)), 4))
+    with open(out, "w") as f:
+        f.write("TEMPLATE " + template + "\n")
+        with multiprocessing.Pool(workers, _init, (token, account_sid, url, phones)) as pool:
+            for text in pool.imap(_chunk, jobs):
+                f.write(text)
+
+
+if __name__ == "__main__":
+    main()
