@@ -14,7 +14,7 @@ FLAVOUR		?= release
 BUILD		:= build/$(FLAVOUR)
 PYTHON		:= /usr/bin/python3
 
-PKGS		:= libmicrohttpd gnutls libsodium inih sqlite3 jansson libsystemd
+PKGS		:= libmicrohttpd gnutls libsodium inih sqlite3 jansson libsystemd libcurl
 TEST_PKGS	:= cmocka
 
 SRCS := \
@@ -29,10 +29,18 @@ SRCS := \
 	src/config_keys.c \
 	src/secret.c \
 	src/store_sqlite.c \
+	src/store_sqlite_webhook.c \
+	src/store_sqlite_outbox.c \
+	src/store_sqlite_checkpoint.c \
 	src/public_url.c \
 	src/metrics.c \
 	src/tls.c \
+	src/handler.c \
 	src/handler_reset.c \
+	src/handler_pin.c \
+	src/handler_status.c \
+	src/twilio_api.c \
+	src/outbox.c \
 	src/admin.c \
 	src/pipeline.c \
 	src/server.c \
@@ -165,7 +173,7 @@ install: $(BIN)
 	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/twhookd.service > $(DESTDIR)$(UNITDIR)/twhookd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/twhookd.service
 	test -e $(DESTDIR)$(SYSCONFDIR)/twhookd/twhookd.ini || \
-		install -m 0640 conf/twhookd.ini $(DESTDIR)$(SYSCONFDIR)/twhookd/twhookd.ini
+		install -m 0644 conf/twhookd.ini $(DESTDIR)$(SYSCONFDIR)/twhookd/twhookd.ini
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/twhookd $(DESTDIR)$(MANDIR)/man8/twhookd.8 \
@@ -177,5 +185,5 @@ lint:
 clean:
 	rm -rf build run
 
--include $(OBJS:.o=.d) $(BUILD)/src/main.d
-.SECONDARY:
+-include $(OBJS:.o=.d) $(BUILD)/src/main.d $(wildcard $(BUILD)/tests/*/*.d)
+.PRECIOUS: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/unit/%.o

@@ -12,13 +12,15 @@ hundreds of MB of bodies:
     then:    <MessageSid> <From digits, no '+'> <X-Twilio-Signature>
 
 The body is the template with __SID__ -> MessageSid and __FROM__ -> digits
-(the template already holds the url-encoded '+', "%2B").
+(the template already holds the url-encoded '+', "%2B"). Senders go round
+robin over the users in a shuffled order (see main).
 
 usage: gen_requests.py OUT N USERS.csv AUTH_TOKEN ACCOUNT_SID URL
 """
 
 import multiprocessing
 import os
+import random
 import sys
 from urllib.parse import urlencode
 
@@ -60,14 +62,13 @@ def _init(token, account_sid, url, phones):
 
 
 def _chunk(args):
-    start, count, seed = args
+    start, count = args
     v, url, acct, phones = _ctx["v"], _ctx["url"], _ctx["sid"], _ctx["phones"]
-    rnd = os.urandom(16 * count + 4 * count)
+    rnd = os.urandom(16 * count)
     out = []
     for i in range(count):
         sid = "SM" + rnd[16 * i:16 * i + 16].hex()
-        pick = int.from_bytes(rnd[16 * count + 4 * i:16 * count + 4 * i + 4], "little")
-        phone = phones[pick % len(phones)]
+        phone = phones[(start + i) % len(phones)]
         sig = v.compute_signature(url, params(acct, sid, phone))
         out.append(f"{sid} {phone[1:]} {sig}\n")
     return "".join(out)
@@ -86,12 +87,16 @@ def main():
                 phones.append(phone)
     if not phones:
         sys.exit("gen_requests: no users in " + users)
+    # Senders in a shuffled round robin: request i comes from phones[i % U], so
+    # a number texts again only after every other number has, and per-number
+    # rate limits (a few resets per hour) are not hit while i < limit * U.
+    random.shuffle(phones)
 
     template = urlencode(params(account_sid, "__SID__", "+__FROM__"))
     assert template.count("__SID__") == 3 and template.count("__FROM__") == 1
 
     step = 5000
-    jobs = [(s, min(step, n - s), s) for s in range(0, n, step)]
+    jobs = [(s, min(step, n - s)) for s in range(0, n, step)]
     workers = max(1, min(len(os.sched_getaffinity(0)), 4))
     with open(out, "w") as f:
         f.write("TEMPLATE " + template + "\n")

@@ -10,8 +10,9 @@
 -- twhookd, which would flatter it), and done() reports it.
 --
 -- done() prints one machine-readable line for bench/run:
---   BENCH requests=... duration_us=... p50_us=... p99_us=... non200=... reused=...
---         unique=... err_connect=... err_read=... err_write=... err_timeout=...
+--   BENCH requests=... duration_us=... p50_us=... p99_us=... non200=... nolink=...
+--         statuses=... reused=... unique=... sent=... err_connect=... err_read=...
+--         err_write=... err_timeout=... err_status=...
 
 local threads = {}
 local counter = 0
@@ -26,6 +27,7 @@ end
 local file, path, pieces, head
 local stride, skip = 1, 0
 non200 = 0
+nolink = 0
 reused = 0
 sent = 0
 status_seen = ""
@@ -102,7 +104,11 @@ function request()
 end
 
 function response(status, headers, body)
-   if status ~= 200 then
+   if status == 200 then
+      -- every sender is registered: a 200 without a reset link means the
+      -- server skipped the work (rate limited, unknown number, ...)
+      if not (body and body:find("token=", 1, true)) then nolink = nolink + 1 end
+   else
       non200 = non200 + 1
       local k = tostring(status)
       if not statuses[k] then
@@ -113,9 +119,10 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-   local n200, nreused, nsent, seen = 0, 0, 0, ""
+   local n200, nnolink, nreused, nsent, seen = 0, 0, 0, 0, ""
    for _, t in ipairs(threads) do
       n200 = n200 + (tonumber(t:get("non200")) or 0)
+      nnolink = nnolink + (tonumber(t:get("nolink")) or 0)
       nreused = nreused + (tonumber(t:get("reused")) or 0)
       nsent = nsent + (tonumber(t:get("sent")) or 0)
       seen = seen .. (t:get("status_seen") or "")
@@ -123,10 +130,10 @@ function done(summary, latency, requests)
    local e = summary.errors
    io.write(string.format(
       "BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d max_us=%d non200=%d " ..
-      "statuses=%s reused=%d unique=%d sent=%d err_connect=%d err_read=%d " ..
+      "nolink=%d statuses=%s reused=%d unique=%d sent=%d err_connect=%d err_read=%d " ..
       "err_write=%d err_timeout=%d err_status=%d\n",
       summary.requests, summary.duration, latency:percentile(50),
-      latency:percentile(99), latency.max, n200, seen ~= "" and seen or "-",
+      latency:percentile(99), latency.max, n200, nnolink, seen ~= "" and seen or "-",
       nreused, nsent - nreused, nsent, e.connect, e.read, e.write, e.timeout,
       e.status))
 end

@@ -1,6 +1,6 @@
 /*
- * The private admin API: the application redeems reset tokens here and
- * Prometheus scrapes metrics. Every route needs the bearer token, compared in
+ * The private admin API: the application redeems reset tokens and verifies
+ * PINs here, and Prometheus scrapes metrics. Every route needs the bearer token, compared in
  * constant time over fixed-size hashes so not even its length leaks.
  */
 #include <string.h>
@@ -12,8 +12,9 @@
 
 #include "admin.h"
 #include "log.h"
+#include "phone.h"
 
-enum admin_route { ADMIN_NONE, ADMIN_REDEEM, ADMIN_METRICS };
+enum admin_route { ADMIN_NONE, ADMIN_REDEEM, ADMIN_PIN_VERIFY, ADMIN_METRICS };
 
 static const struct {
 	const char		*method;
@@ -22,6 +23,7 @@ static const struct {
 	const char		*name;
 } admin_routes[] = {
 	{ "POST", "/v1/reset-tokens/redeem", ADMIN_REDEEM, "redeem" },
+	{ "POST", "/v1/pins/verify", ADMIN_PIN_VERIFY, "pin_verify" },
 	{ "GET", "/metrics", ADMIN_METRICS, "metrics" },
 };
 
@@ -155,6 +157,90 @@ done:
 	buf_free(&user);
 }
 
+/* {"valid": false}, or {"valid": true, "user": ...}. */
+static void
+answer_valid(struct request *req, struct reply *reply, const char *reason,
+    const char *user)
+{
+	json_t	*obj = json_pack("{s:b}", "valid", user != NULL);
+	char	*text = NULL;
+
+	req->reason = reason;
+	reply->status = 200;
+	reply->content_type = "application/json";
+	if (obj != NULL && user != NULL)
+		json_object_set_new(obj, "user", json_string(user));
+	if (obj == NULL || (text = json_dumps(obj, JSON_COMPACT)) == NULL ||
+	    buf_append_str(&reply->body, text) == -1 || buf_append_str(&reply->body, "\n") == -1) {
+		reply->status = 500;
+		buf_free(&reply->body);
+	}
+	free(text);
+	json_decref(obj);
+}
+
+static void
+pin_verify(struct app *app, struct request *req, struct reply *reply)
+{
+	static const struct { enum metric m; const char *reason; } results[] = {
+		[STORE_PIN_OK] = { METRIC_PIN_VERIFY_OK, "ok" },
+		[STORE_PIN_WRONG] = { METRIC_PIN_VERIFY_WRONG, "pin_wrong" },
+		[STORE_PIN_LOCKED] = { METRIC_PIN_VERIFY_LOCKED, "pin_locked" },
+		[STORE_PIN_NONE] = { METRIC_PIN_VERIFY_NONE, "pin_none" },
+	};
+	json_t			*root, *phone, *pin;
+	json_error_t		 err;
+	uint8_t			 hash[SECRET_HASH_BYTES];
+	struct buf		 user = BUF_INIT;
+	enum store_pin_check	 res;
+
+	root = json_loadb(req->body.data != NULL ? req->body.data : "", req->body.len, 0, &err);
+	phone = json_is_object(root) ? json_object_get(root, "phone") : NULL;
+	pin = json_is_object(root) ? json_object_get(root, "pin") : NULL;
+	if (!json_is_string(phone) || !json_is_string(pin) ||
+	    !phone_is_e164(json_string_value(phone), json_string_length(phone)) ||
+	    json_string_length(pin) == 0 || json_string_length(pin) > SECRET_PIN_MAX) {
+		answer_error(req, reply, 400, "bad_json",
+		    "expected {\"phone\": \"+E.164\", \"pin\": \"digits\"}");
+		goto done;
+	}
+	phone_mask(json_string_value(phone), json_string_length(phone), req->from_masked);
+	secret_pin_hash(app->key, json_string_value(phone), json_string_value(pin),
+	    json_string_length(pin), hash);
+	if (store_pin_verify(app->store, json_string_value(phone), hash,
+	    app->cfg->pin_max_attempts, (int64_t)time(NULL), &res, &user) == -1) {
+		metrics_inc(&app->metrics, METRIC_STORE_ERRORS);
+		answer_error(req, reply, 503, "store_error", "store unavailable");
+		goto done;
+	}
+	metrics_inc(&app->metrics, results[res].m);
+	answer_valid(req, reply, results[res].reason,
+	    res == STORE_PIN_OK ? (user.data != NULL ? user.data : "") : NULL);
+done:
+	if (json_is_string(pin))
+		sodium_memzero((void *)(uintptr_t)json_string_value(pin), json_string_length(pin));
+	json_decref(root);
+	buf_free(&user);
+}
+
+static void
+metrics_page(struct app *app, struct reply *reply)
+{
+	int64_t depth = -1;
+
+	reply->status = 200;
+	reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	if (store_outbox_depth(app->store, &depth) == -1)
+		metrics_inc(&app->metrics, METRIC_STORE_ERRORS);
+	if (metrics_render(&app->metrics, &reply->body) == -1 ||
+	    (depth >= 0 && buf_printf(&reply->body, "# HELP twhookd_outbox_queue_depth SMS"
+	    " waiting to be delivered.\n# TYPE twhookd_outbox_queue_depth gauge\n"
+	    "twhookd_outbox_queue_depth %lld\n", (long long)depth) == -1)) {
+		buf_free(&reply->body);
+		reply->status = 500;
+	}
+}
+
 void
 admin_finish(void *arg, struct request *req, struct reply *reply)
 {
@@ -164,14 +250,15 @@ admin_finish(void *arg, struct request *req, struct reply *reply)
 		answer_error(req, reply, 413, "body_too_large", "body too large");
 		return;
 	}
-	if (req->route_id == ADMIN_REDEEM) {
+	switch (req->route_id) {
+	case ADMIN_REDEEM:
 		redeem(app, req, reply);
-		return;
-	}
-	reply->status = 200;
-	reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
-	if (metrics_render(&app->metrics, &reply->body) == -1) {
-		buf_free(&reply->body);
-		reply->status = 500;
+		break;
+	case ADMIN_PIN_VERIFY:
+		pin_verify(app, req, reply);
+		break;
+	default:
+		metrics_page(app, reply);
+		break;
 	}
 }

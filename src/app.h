@@ -18,6 +18,7 @@
 #include "store.h"
 
 struct handler;
+struct outbox;
 
 /* One row of the route table: method and path -> what runs. */
 struct route {
@@ -25,6 +26,7 @@ struct route {
 	const char		*method;
 	const char		*path;
 	bool			 webhook;	/* signed Twilio webhook: full guard chain */
+	bool			 idempotent;	/* claim MessageSid: one execution per webhook */
 	const struct handler	*handler;	/* webhooks only */
 	int			 probe;		/* health routes: PROBE_* */
 };
@@ -42,6 +44,8 @@ struct app {
 	struct route		 routes[APP_MAX_ROUTES];
 	size_t			 route_count;
 	struct metrics		 metrics;
+	struct outbox		*outbox;	/* NULL when the PIN flow is off */
+	bool			 pin_enabled;	/* from_number or messaging_service_sid set */
 	atomic_bool		 draining;	/* /readyz answers 503 */
 };
 

@@ -381,6 +381,21 @@ check_tls(struct parse_ctx *ctx)
 		    "must start with https:// when tls = off");
 }
 
+/* Two keys that exclude each other: reported at the later one. */
+static bool
+not_both(struct parse_ctx *ctx, const char *section, const char *a,
+    const char *b)
+{
+	int	ia = key_idx(section, a), ib = key_idx(section, b), later;
+
+	if (!is_set(ctx, ia) || !is_set(ctx, ib))
+		return false;
+	later = ctx->key_line[ia] > ctx->key_line[ib] ? ia : ib;
+	err(ctx, ctx->key_line[later], section, config_keys[later].name,
+	    "set %s or %s, not both", a, b);
+	return true;
+}
+
 /* Each secret comes from a file or inline, never both. */
 static void
 check_secret_pair(struct parse_ctx *ctx, const char *section,
@@ -388,11 +403,9 @@ check_secret_pair(struct parse_ctx *ctx, const char *section,
 {
 	int	f = key_idx(section, file), i = key_idx(section, inl);
 
-	if (is_set(ctx, f) && is_set(ctx, i)) {
-		int later = ctx->key_line[f] > ctx->key_line[i] ? f : i;
-		err(ctx, ctx->key_line[later], section, config_keys[later].name,
-		    "set %s or %s, not both", file, inl);
-	} else if (required && !is_set(ctx, f) && !is_set(ctx, i))
+	if (not_both(ctx, section, file, inl))
+		return;
+	if (required && !is_set(ctx, f) && !is_set(ctx, i))
 		missing(ctx, f, why);
 }
 
@@ -412,21 +425,82 @@ check_secrets(struct parse_ctx *ctx)
 	check_secret_pair(ctx, "admin", "token_file", "token", admin_on,
 	    " while the admin listener is on (or token inline; "
 	    "an empty listen turns it off)");
+	check_secret_pair(ctx, "twilio", "api_key_secret_file",
+	    "api_key_secret", false, "");
 }
 
+/*
+ * The Messages API: one sender (a number or a messaging service; neither
+ * leaves the PIN flow off, which the daemon decides), and an API key only
+ * with its secret (without one, the account SID and auth token are used).
+ */
+static void
+check_twilio_api(struct parse_ctx *ctx)
+{
+	int	sid = key_idx("twilio", "api_key_sid");
+	int	file = key_idx("twilio", "api_key_secret_file");
+	int	inl = key_idx("twilio", "api_key_secret");
+
+	(void)not_both(ctx, "twilio", "from_number", "messaging_service_sid");
+	if (is_set(ctx, sid) && !is_set(ctx, file) && !is_set(ctx, inl))
+		missing(ctx, file, " with api_key_sid (or api_key_secret inline)");
+	else if (!is_set(ctx, sid) && (is_set(ctx, file) || is_set(ctx, inl)))
+		missing(ctx, sid, is_set(ctx, file) ? " with api_key_secret_file" :
+		    " with api_key_secret");
+}
+
+/* A route's value, or NULL when refused (already reported). */
+static const char *
+route_value(const struct parse_ctx *ctx, int idx)
+{
+	if (!usable(ctx, idx))
+		return NULL;
+	return *(char *const *)((const char *)ctx->cfg + config_keys[idx].offset);
+}
+
+/*
+ * The webhook routes share the public listener: each must be its own, and
+ * none may shadow the built-in probes. A clash is reported at the key the
+ * file set last (defaults are distinct, so at least one was set).
+ */
 static void
 check_routes(struct parse_ctx *ctx)
 {
 	/* Served on every listener without a signature: never a webhook. */
 	static const char *const fixed[] = { "/healthz", "/readyz" };
-	int	route = key_idx("reset", "route");
+	int		 idx[3];
+	const char	*v[3];
 
-	if (!usable(ctx, route) || ctx->cfg->reset_route == NULL)
-		return;
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		if (strcmp(ctx->cfg->reset_route, fixed[i]) == 0)
-			err(ctx, ctx->key_line[route] ? ctx->key_line[route] : 1,
-			    "reset", "route", "%s is a built-in route", fixed[i]);
+	idx[0] = key_idx("twilio", "status_route");
+	idx[1] = key_idx("reset", "route");
+	idx[2] = key_idx("pin", "route");
+	for (size_t i = 0; i < 3; i++) {
+		const struct config_key *k = &config_keys[idx[i]];
+
+		if ((v[i] = route_value(ctx, idx[i])) == NULL)
+			continue;
+		for (size_t j = 0; j < sizeof(fixed) / sizeof(fixed[0]); j++)
+			if (strcmp(v[i], fixed[j]) == 0) {
+				err(ctx, ctx->key_line[idx[i]] ?
+				    ctx->key_line[idx[i]] : 1, k->section,
+				    k->name, "%s is a built-in route", fixed[j]);
+				v[i] = NULL;	/* one error per key */
+				break;
+			}
+	}
+	for (size_t i = 0; i < 3; i++)
+		for (size_t j = i + 1; j < 3; j++) {
+			int a = idx[i], b = idx[j], later, other;
+
+			if (v[i] == NULL || v[j] == NULL || strcmp(v[i], v[j]) != 0)
+				continue;
+			later = ctx->key_line[a] > ctx->key_line[b] ? a : b;
+			other = later == a ? b : a;
+			err(ctx, ctx->key_line[later], config_keys[later].section,
+			    config_keys[later].name, "same path as [%s] %s",
+			    config_keys[other].section, config_keys[other].name);
+			v[later == a ? i : j] = NULL;	/* one error per key */
+		}
 }
 
 static void
@@ -484,6 +558,7 @@ parse(struct parse_ctx *ctx, const char *text, size_t len)
 	check_required(ctx);
 	check_tls(ctx);
 	check_secrets(ctx);
+	check_twilio_api(ctx);
 	check_routes(ctx);
 	check_listeners(ctx);
 	note_inline_secrets(ctx);

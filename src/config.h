@@ -26,6 +26,12 @@ struct config_cidr {
 	unsigned prefix;	/* prefix length in bits */
 };
 
+/* A rate: at most count events per window seconds; count 0 = no limit ("off"). */
+struct config_rate {
+	unsigned count;
+	unsigned window;
+};
+
 enum log_level {
 	LOG_LEVEL_DEBUG = 0,
 	LOG_LEVEL_INFO,
@@ -55,6 +61,13 @@ struct config {
 	struct config_secret auth_token;		/* auth_token_file or auth_token */
 	struct config_secret secondary_auth_token;	/* optional, during rotation */
 	char		*public_url;		/* e.g. "https://sms.example.com", no trailing '/' */
+	char		*api_base_url;		/* Messages API base, https:// only */
+	char		*from_number;		/* E.164 sender, or NULL */
+	char		*messaging_service_sid;	/* "MG" + 32 hex, or NULL; one of the two for PINs */
+	char		*api_key_sid;		/* "SK" + 32 hex, or NULL: then account SID + auth token */
+	struct config_secret api_key_secret;	/* api_key_secret_file */
+	char		*api_ca_file;		/* extra CA for the API's certificate, or NULL */
+	char		*status_route;		/* StatusCallback route, signed like webhooks */
 
 	/* [proxy] */
 	struct config_cidr *trusted;
@@ -74,6 +87,18 @@ struct config {
 	unsigned	 reset_token_ttl;	/* seconds */
 	char		*reset_unknown_reply;	/* "" = empty <Response/> */
 
+	/* [pin] */
+	char		*pin_route;
+	unsigned	 pin_digits;
+	unsigned	 pin_ttl;		/* seconds */
+	unsigned	 pin_max_attempts;
+	char		*pin_message;		/* contains {pin} */
+
+	/* [limits] */
+	struct config_rate limit_reset_per_number;
+	struct config_rate limit_pin_per_number;
+	struct config_rate limit_outbound_budget;
+
 	/* [admin] */
 	char		*admin_listen;		/* "" = admin listener off */
 	struct config_secret admin_token;	/* token_file or token */
@@ -85,6 +110,7 @@ struct config {
 	char		*auth_token_file;
 	char		*secondary_auth_token_file;
 	char		*admin_token_file;
+	char		*api_key_secret_file;
 	unsigned	 inline_secret_line;	/* line of the first inline secret, 0 = none */
 };
 

@@ -21,6 +21,7 @@
 #include "config_keys.h"
 #include "defaults.h"
 #include "log.h"
+#include "phone.h"
 
 /* Local limits: none of these bounds a request, so they stay out of defaults.h. */
 #define ECHO			64	/* bytes of a bad value quoted back */
@@ -28,7 +29,8 @@
 #define F(field)	offsetof(struct config, field)
 
 const char *const config_sections[] = {
-	"server", "twilio", "proxy", "store", "secrets", "reset", "admin", "log",
+	"server", "twilio", "proxy", "store", "secrets", "reset", "pin", "limits",
+	"admin", "log",
 };
 
 /* section, name, type, flags, field, secret target, min, max, default, string default, needs */
@@ -46,12 +48,20 @@ const struct config_key config_keys[] = {
 	{ "server", "drain_delay", KT_DURATION, 0, F(drain_delay), 0, 0, MAX_DRAIN_DELAY, DEFAULT_DRAIN_DELAY, NULL, NULL },
 	{ "server", "shutdown_timeout", KT_DURATION, 0, F(shutdown_timeout), 0, 1, MAX_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, NULL, NULL },
 
-	{ "twilio", "account_sid", KT_SID, KF_REQUIRED, F(account_sid), 0, 0, ACCOUNT_SID_LEN, 0, NULL, NULL },
+	{ "twilio", "account_sid", KT_SID, KF_REQUIRED, F(account_sid), 0, 0, ACCOUNT_SID_LEN, 0, NULL, "AC" },
 	{ "twilio", "auth_token_file", KT_STRING, KF_SECRET_FILE, F(auth_token_file), F(auth_token), 0, MAX_PATH_VALUE, 0, NULL, NULL },
 	{ "twilio", "auth_token", KT_SECRET, KF_SECRET_INLINE, F(auth_token), 0, 0, MAX_SECRET_FILE, 0, NULL, NULL },
 	{ "twilio", "secondary_auth_token_file", KT_STRING, KF_SECRET_FILE, F(secondary_auth_token_file), F(secondary_auth_token), 0, MAX_PATH_VALUE, 0, NULL, NULL },
 	{ "twilio", "secondary_auth_token", KT_SECRET, KF_SECRET_INLINE, F(secondary_auth_token), 0, 0, MAX_SECRET_FILE, 0, NULL, NULL },
 	{ "twilio", "public_url", KT_URL, 0, F(public_url), 0, 0, MAX_PUBLIC_URL_LEN, 0, NULL, NULL },
+	{ "twilio", "api_base_url", KT_HTTPS_URL, 0, F(api_base_url), 0, 0, MAX_PUBLIC_URL_LEN, 0, DEFAULT_API_BASE_URL, NULL },
+	{ "twilio", "from_number", KT_PHONE, 0, F(from_number), 0, 0, 32, 0, NULL, NULL },
+	{ "twilio", "messaging_service_sid", KT_SID, 0, F(messaging_service_sid), 0, 0, ACCOUNT_SID_LEN, 0, NULL, "MG" },
+	{ "twilio", "api_key_sid", KT_SID, 0, F(api_key_sid), 0, 0, ACCOUNT_SID_LEN, 0, NULL, "SK" },
+	{ "twilio", "api_key_secret_file", KT_STRING, KF_SECRET_FILE, F(api_key_secret_file), F(api_key_secret), 0, MAX_PATH_VALUE, 0, NULL, NULL },
+	{ "twilio", "api_key_secret", KT_SECRET, KF_SECRET_INLINE, F(api_key_secret), 0, 0, MAX_SECRET_FILE, 0, NULL, NULL },
+	{ "twilio", "api_ca_file", KT_STRING, KF_PATH | KF_CRED_PATH, F(api_ca_file), 0, 0, MAX_PATH_VALUE, 0, NULL, NULL },
+	{ "twilio", "status_route", KT_ROUTE, 0, F(status_route), 0, 0, MAX_ROUTE_LEN, 0, DEFAULT_STATUS_ROUTE, NULL },
 
 	{ "proxy", "trusted", KT_CIDRS, KF_EMPTY_OK, F(trusted), 0, 0, 0, 0, NULL, NULL },
 
@@ -65,6 +75,16 @@ const struct config_key config_keys[] = {
 	{ "reset", "message", KT_STRING, 0, F(reset_message), 0, 0, MAX_TEMPLATE_LEN, 0, DEFAULT_RESET_MESSAGE, "{link}" },
 	{ "reset", "token_ttl", KT_DURATION, 0, F(reset_token_ttl), 0, MIN_TOKEN_TTL, MAX_TOKEN_TTL, DEFAULT_TOKEN_TTL, NULL, NULL },
 	{ "reset", "unknown_reply", KT_STRING, KF_EMPTY_OK, F(reset_unknown_reply), 0, 0, MAX_TEMPLATE_LEN, 0, "", NULL },
+
+	{ "pin", "route", KT_ROUTE, 0, F(pin_route), 0, 0, MAX_ROUTE_LEN, 0, DEFAULT_PIN_ROUTE, NULL },
+	{ "pin", "digits", KT_UINT, 0, F(pin_digits), 0, MIN_PIN_DIGITS, MAX_PIN_DIGITS, DEFAULT_PIN_DIGITS, NULL, NULL },
+	{ "pin", "ttl", KT_DURATION, 0, F(pin_ttl), 0, MIN_PIN_TTL, MAX_PIN_TTL, DEFAULT_PIN_TTL, NULL, NULL },
+	{ "pin", "max_attempts", KT_UINT, 0, F(pin_max_attempts), 0, 1, MAX_PIN_MAX_ATTEMPTS, DEFAULT_PIN_MAX_ATTEMPTS, NULL, NULL },
+	{ "pin", "message", KT_STRING, 0, F(pin_message), 0, 0, MAX_TEMPLATE_LEN, 0, DEFAULT_PIN_MESSAGE, "{pin}" },
+
+	{ "limits", "reset_per_number", KT_RATE, 0, F(limit_reset_per_number), 0, 1, MAX_LIMIT_COUNT, DEFAULT_RESET_PER_NUMBER, NULL, NULL },
+	{ "limits", "pin_per_number", KT_RATE, 0, F(limit_pin_per_number), 0, 1, MAX_LIMIT_COUNT, DEFAULT_PIN_PER_NUMBER, NULL, NULL },
+	{ "limits", "outbound_budget", KT_RATE, 0, F(limit_outbound_budget), 0, 1, MAX_LIMIT_COUNT, DEFAULT_OUTBOUND_BUDGET, NULL, NULL },
 
 	{ "admin", "listen", KT_LISTEN, KF_EMPTY_OK, F(admin_listen), 0, 0, MAX_LISTEN_LEN, 0, DEFAULT_ADMIN_LISTEN, NULL },
 	{ "admin", "token_file", KT_STRING, KF_SECRET_FILE, F(admin_token_file), F(admin_token), 0, MAX_PATH_VALUE, 0, NULL, NULL },
@@ -239,6 +259,53 @@ parse_number(const struct config_key *k, const char *v, void *field,
 	else
 		*(unsigned *)field = (unsigned)n;
 	return 0;
+}
+
+/*
+ * "N/duration" (3/1h, 5/30m, 10/90s): at most N events per window; "off":
+ * no limit, stored as count 0. "0/1h" is refused rather than read as off, so
+ * that turning a limit off is always written out.
+ */
+static int
+parse_rate(const struct config_key *k, const char *v, struct config_rate *field,
+    char *msg, size_t msgsz)
+{
+	unsigned long long	 count, window = 0;
+	char			*end, lo[32], hi[32];
+	bool			 overflow;
+
+	if (strcasecmp(v, "off") == 0) {
+		field->count = 0;
+		field->window = 0;
+		return 0;
+	}
+	/* Digits up to the '/': strtoull alone would take a sign or spaces. */
+	if (*v < '0' || *v > '9')
+		goto bad;
+	errno = 0;
+	count = strtoull(v, &end, 10);
+	overflow = errno == ERANGE;
+	if (*end != '/' || scaled(end + 1, duration_units, &window) == -1)
+		goto bad;
+	if (overflow || count < k->min || count > k->max) {
+		fmt_bound(KT_UINT, k->min, lo, sizeof(lo));
+		fmt_bound(KT_UINT, k->max, hi, sizeof(hi));
+		return fail(msg, msgsz, "'%.*s' is out of range (count %s to %s, "
+		    "or off)", ECHO, v, lo, hi);
+	}
+	/* On overflow scaled() leaves window at 0: out of range too. */
+	if (window < 1 || window > MAX_LIMIT_WINDOW) {
+		fmt_bound(KT_DURATION, 1, lo, sizeof(lo));
+		fmt_bound(KT_DURATION, MAX_LIMIT_WINDOW, hi, sizeof(hi));
+		return fail(msg, msgsz, "'%.*s' is out of range (window %s to %s)",
+		    ECHO, v, lo, hi);
+	}
+	field->count = (unsigned)count;
+	field->window = (unsigned)window;
+	return 0;
+bad:
+	return fail(msg, msgsz, "'%.*s' is not a rate (such as 3/1h or 10/90s) "
+	    "or off", ECHO, v);
 }
 
 static int
@@ -428,19 +495,23 @@ check_authority(const char *a, size_t len)
 }
 
 /*
- * The base Twilio signed: scheme and host as configured in the Twilio
- * console. The request-target (path and query) is appended per request, so
- * a query or fragment here could never match; a trailing '/' is dropped
- * because the target brings its own.
+ * A base URL: scheme, host, optional port and path prefix. public_url is the
+ * base Twilio signed, as configured in the Twilio console; the request-target
+ * (path and query) is appended per request, so a query or fragment here could
+ * never match; a trailing '/' is dropped because the target brings its own.
+ * api_base_url is the same shape, https only: it carries our credentials.
  */
 static int
-check_url(char *v, char *msg, size_t msgsz)
+check_url(char *v, bool https_only, char *msg, size_t msgsz)
 {
 	const char	*rest;
 	size_t		 alen, len;
 
 	if (strncmp(v, "https://", 8) == 0)
 		rest = v + 8;
+	else if (https_only)
+		return fail(msg, msgsz, "'%.*s' must start with https://",
+		    ECHO, v);
 	else if (strncmp(v, "http://", 7) == 0)
 		rest = v + 7;
 	else
@@ -474,14 +545,39 @@ check_route(const char *v, char *msg, size_t msgsz)
 	return 0;
 }
 
-/* Twilio writes SIDs in lower case; AccountSid is compared byte for byte. */
+/*
+ * Twilio SIDs are a two-letter type prefix and 32 hex digits, written in
+ * lower case; AccountSid is compared byte for byte.
+ */
 static int
-check_sid(const char *v, char *msg, size_t msgsz)
+check_sid(const char *v, const char *prefix, char *msg, size_t msgsz)
 {
-	if (strlen(v) != ACCOUNT_SID_LEN || strncmp(v, "AC", 2) != 0 ||
+	static const struct {
+		const char	*prefix, *what;
+	} kinds[] = {
+		{ "AC", "an account SID" },
+		{ "MG", "a messaging service SID" },
+		{ "SK", "an API key SID" },
+	};
+	const char	*what = "a SID";
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strcmp(kinds[i].prefix, prefix) == 0)
+			what = kinds[i].what;
+	if (strlen(v) != ACCOUNT_SID_LEN || strncmp(v, prefix, 2) != 0 ||
 	    strspn(v + 2, "0123456789abcdef") != ACCOUNT_SID_LEN - 2)
-		return fail(msg, msgsz, "'%.*s' is not an account SID (AC and "
-		    "32 lower-case hex digits)", ECHO, v);
+		return fail(msg, msgsz, "'%.*s' is not %s (%s and 32 lower-case "
+		    "hex digits)", ECHO, v, what, prefix);
+	return 0;
+}
+
+/* The sender of outbound SMS, as Twilio's Messages API takes it. */
+static int
+check_phone(const char *v, char *msg, size_t msgsz)
+{
+	if (!phone_is_e164(v, strlen(v)))
+		return fail(msg, msgsz, "'%.*s' is not an E.164 number ('+' and "
+		    "2 to 15 digits, such as +14155550100)", ECHO, v);
 	return 0;
 }
 
@@ -506,16 +602,18 @@ parse_string(const struct config_key *k, char *v, char **field,
 
 	if (strlen(v) > k->max)
 		return fail(msg, msgsz, "longer than %llu bytes", k->max);
-	if (k->needs != NULL && strstr(v, k->needs) == NULL)
+	if (k->type == KT_STRING && k->needs != NULL && strstr(v, k->needs) == NULL)
 		return fail(msg, msgsz, "must contain %s", k->needs);
 	if (k->type == KT_LISTEN && *v != '\0')
 		rc = check_listen(v, msg, msgsz);
-	else if (k->type == KT_URL)
-		rc = check_url(v, msg, msgsz);
+	else if (k->type == KT_URL || k->type == KT_HTTPS_URL)
+		rc = check_url(v, k->type == KT_HTTPS_URL, msg, msgsz);
 	else if (k->type == KT_ROUTE)
 		rc = check_route(v, msg, msgsz);
 	else if (k->type == KT_SID)
-		rc = check_sid(v, msg, msgsz);
+		rc = check_sid(v, k->needs, msg, msgsz);
+	else if (k->type == KT_PHONE)
+		rc = check_phone(v, msg, msgsz);
 	else if (k->type == KT_DRIVER)
 		rc = check_driver(v, msg, msgsz);
 	if (rc == -1)
@@ -584,6 +682,8 @@ config_value_parse(const struct config_key *k, char *v, struct config *cfg,
 		return 0;
 	case KT_CIDRS:
 		return parse_cidrs(v, cfg, msg, msgsz);
+	case KT_RATE:
+		return parse_rate(k, v, field, msg, msgsz);
 	case KT_SECRET:
 		return parse_secret(k, v, field, msg, msgsz);
 	default:
@@ -606,6 +706,11 @@ config_defaults(struct config *cfg)
 			*(size_t *)field = (size_t)k->def;
 		else if (k->type == KT_LOGLEVEL)
 			*(enum log_level *)field = (enum log_level)k->def;
+		else if (k->type == KT_RATE)
+			*(struct config_rate *)field = (struct config_rate){
+				.count = (unsigned)k->def,
+				.window = DEFAULT_LIMIT_WINDOW,
+			};
 		else if (k->defstr != NULL) {
 			char *s = strdup(k->defstr);
 			if (s == NULL)
@@ -627,6 +732,7 @@ config_value_free(const struct config_key *k, struct config *cfg)
 	case KT_DURATION:
 	case KT_SIZE:
 	case KT_LOGLEVEL:
+	case KT_RATE:
 		break;
 	case KT_CIDRS:
 		free(cfg->trusted);

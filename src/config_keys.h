@@ -19,9 +19,12 @@ enum key_type {
 	KT_LOGLEVEL,		/* log_level_parse() */
 	KT_CIDRS,		/* [proxy] trusted */
 	KT_LISTEN,		/* "a.b.c.d:port" or "[v6]:port" */
-	KT_URL,			/* public_url */
+	KT_URL,			/* public_url: http:// or https:// base */
+	KT_HTTPS_URL,		/* api_base_url: https:// base only */
 	KT_ROUTE,		/* "/path" */
-	KT_SID,			/* "AC" + 32 hex */
+	KT_SID,			/* `needs` (two letters) + 32 lower-case hex */
+	KT_PHONE,		/* E.164: '+' and 2..15 digits, first not 0 */
+	KT_RATE,		/* "N/duration" or "off" -> struct config_rate */
 	KT_DRIVER,		/* store driver name */
 	KT_SECRET,		/* inline secret -> struct config_secret */
 };
@@ -40,15 +43,16 @@ struct config_key {
 	unsigned	 flags;
 	size_t		 offset;	/* field in struct config */
 	size_t		 target;	/* KF_SECRET_FILE: its struct config_secret */
-	unsigned long long min, max;	/* numbers: bounds; strings: max bytes */
-	unsigned long long def;		/* numeric default */
+	unsigned long long min, max;	/* numbers, rate counts: bounds; strings: max bytes */
+	unsigned long long def;		/* numeric default; KT_RATE: count per DEFAULT_LIMIT_WINDOW */
 	const char	*defstr;	/* string default; NULL = unset */
-	const char	*needs;		/* placeholder a template must contain */
+	const char	*needs;		/* KT_STRING: placeholder a template must contain;
+					   KT_SID: the SID's prefix ("AC", "MG", "SK") */
 };
 
 /* Table sizes; config_keys.c asserts they match its tables. */
-#define CONFIG_NKEYS		31
-#define CONFIG_NSECTIONS	8
+#define CONFIG_NKEYS		47
+#define CONFIG_NSECTIONS	10
 
 extern const struct config_key	config_keys[CONFIG_NKEYS];
 extern const char *const	config_sections[CONFIG_NSECTIONS];

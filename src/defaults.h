@@ -24,6 +24,40 @@
 /* [twilio] */
 #define ACCOUNT_SID_LEN               34u          /* "AC" + 32 hex digits */
 
+#define DEFAULT_API_BASE_URL          "https://api.twilio.com"
+#define DEFAULT_STATUS_ROUTE          "/sms/status"
+#define API_CONNECT_TIMEOUT           5L        /* seconds */
+#define API_TOTAL_TIMEOUT             15L       /* seconds: one Messages API call */
+
+/* [pin] */
+#define DEFAULT_PIN_ROUTE             "/sms/pin"
+#define DEFAULT_PIN_DIGITS            6u
+#define MIN_PIN_DIGITS                4u
+#define MAX_PIN_DIGITS                10u
+#define DEFAULT_PIN_TTL               (10u * 60u)
+#define MIN_PIN_TTL                   60u
+#define MAX_PIN_TTL                   3600u
+#define DEFAULT_PIN_MAX_ATTEMPTS      5u
+#define MAX_PIN_MAX_ATTEMPTS          20u
+#define DEFAULT_PIN_MESSAGE           "Your verification code is {pin}"
+
+/* [limits]: count per window seconds */
+#define DEFAULT_RESET_PER_NUMBER      3u
+#define DEFAULT_PIN_PER_NUMBER        5u
+#define DEFAULT_OUTBOUND_BUDGET       1000u
+#define DEFAULT_LIMIT_WINDOW          3600u
+#define MAX_LIMIT_COUNT               1000000u
+#define MAX_LIMIT_WINDOW              (7u * 24u * 3600u)
+
+/* Outbox: delivery outside the webhook threads. */
+#define OUTBOX_WORKERS                2u        /* concurrent API calls */
+#define OUTBOX_BATCH                  4u        /* messages leased per round */
+#define OUTBOX_POLL_MS                250       /* idle poll; enqueue also wakes workers */
+#define OUTBOX_LEASE                  (OUTBOX_BATCH * API_TOTAL_TIMEOUT + 15)  /* seconds a batch may hold its rows */
+#define OUTBOX_BACKOFF_BASE_MS        1000u
+#define OUTBOX_BACKOFF_CAP_MS         (5u * 60u * 1000u)
+#define OUTBOX_MAX_RETRY_AFTER        3600u     /* seconds of Retry-After we honour */
+
 /* [store] */
 #define DEFAULT_STORE_DRIVER          "sqlite"
 #define DEFAULT_STORE_PATH            "/var/lib/twhookd/twhookd.db"

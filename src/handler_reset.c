@@ -19,6 +19,7 @@
 enum reset_outcome {
 	RESET_UNKNOWN_NUMBER = 0,
 	RESET_TOKEN_ISSUED = 1,
+	/* STORE_OUTCOME_LIMITED: answered like an unknown number */
 };
 
 /* TwiML carrying the link for token. */
@@ -67,10 +68,12 @@ reset_run(struct app *app, struct request *req, struct reply *reply)
 	const struct form_pair	*from = form_find(&req->form, "From");
 	struct buf		 user = BUF_INIT;
 	uint8_t			 hash[SECRET_HASH_BYTES];
-	char			 token[SECRET_TOKEN_LEN + 1];
+	char			 token[SECRET_TOKEN_LEN + 1], key[HANDLER_LIMIT_KEY_MAX];
 	bool			 found = false;
+	int			 limited_by = -1;
 	int64_t			 now = (int64_t)time(NULL);
 	enum handler_result	 res = HANDLER_UNAVAILABLE;
+	struct store_limit	 limit;
 
 	if (from == NULL)
 		return HANDLER_BAD_INPUT;
@@ -78,23 +81,28 @@ reset_run(struct app *app, struct request *req, struct reply *reply)
 	if (phone_is_e164(from->value, from->value_len) &&
 	    store_user_lookup(app->store, from->value, &user, &found) == -1)
 		goto done;
-	if (!found) {
-		if (store_reset_finish(app->store, req->route->name, req->message_sid,
-		    RESET_UNKNOWN_NUMBER, NULL, NULL, 0, now) == -1)
-			goto done;
-		metrics_inc(&app->metrics, METRIC_RESET_UNKNOWN_NUMBER);
-		res = render_unknown(app->cfg, reply) == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;
-		goto done;
+	limit = handler_limit_per_number("reset", &app->cfg->limit_reset_per_number,
+	    from->value, key);
+	if (found) {
+		secret_reset_token(app->key, req->message_sid, strlen(req->message_sid), token);
+		secret_hash(app->key, token, SECRET_TOKEN_LEN, hash);
 	}
-	secret_reset_token(app->key, req->message_sid, strlen(req->message_sid), token);
-	secret_hash(app->key, token, SECRET_TOKEN_LEN, hash);
 	/* Committed before the answer leaves: a link we sent is always redeemable. */
 	if (store_reset_finish(app->store, req->route->name, req->message_sid,
-	    RESET_TOKEN_ISSUED, hash, user.data,
-	    now + (int64_t)app->cfg->reset_token_ttl, now) == -1)
+	    found ? RESET_TOKEN_ISSUED : RESET_UNKNOWN_NUMBER, found ? hash : NULL,
+	    found ? user.data : NULL, now + (int64_t)app->cfg->reset_token_ttl, now,
+	    &limit, 1, &limited_by) == -1)
 		goto done;
-	metrics_inc(&app->metrics, METRIC_RESET_ISSUED);
-	res = render_link(app->cfg, token, reply) == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;
+	if (limited_by >= 0) {
+		handler_note_limited(app, req, "reset", false);
+		found = false;
+	} else {
+		metrics_inc(&app->metrics, found ? METRIC_RESET_ISSUED : METRIC_RESET_UNKNOWN_NUMBER);
+	}
+	if (found)
+		res = render_link(app->cfg, token, reply) == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;
+	else
+		res = render_unknown(app->cfg, reply) == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;
 done:
 	sodium_memzero(token, sizeof(token));
 	buf_free(&user);

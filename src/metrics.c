@@ -23,6 +23,19 @@ static const struct {
 	[METRIC_REDEEM_OK] = { "twhookd_reset_tokens_redeemed_total", "{result=\"ok\"}", "Reset token redemptions." },
 	[METRIC_REDEEM_REFUSED] = { "twhookd_reset_tokens_redeemed_total", "{result=\"refused\"}", NULL },
 	[METRIC_STORE_ERRORS] = { "twhookd_store_errors_total", "", "Store operations that failed." },
+	[METRIC_PIN_ISSUED] = { "twhookd_pins_issued_total", "", "PINs issued and queued for SMS." },
+	[METRIC_PIN_UNKNOWN_NUMBER] = { "twhookd_pin_unknown_number_total", "", "PIN requests from unregistered numbers." },
+	[METRIC_PIN_VERIFY_OK] = { "twhookd_pin_verifications_total", "{result=\"ok\"}", "PIN verifications by result." },
+	[METRIC_PIN_VERIFY_WRONG] = { "twhookd_pin_verifications_total", "{result=\"wrong\"}", NULL },
+	[METRIC_PIN_VERIFY_LOCKED] = { "twhookd_pin_verifications_total", "{result=\"locked\"}", NULL },
+	[METRIC_PIN_VERIFY_NONE] = { "twhookd_pin_verifications_total", "{result=\"none\"}", NULL },
+	[METRIC_LIMITED_PER_NUMBER] = { "twhookd_rate_limited_total", "{limit=\"per_number\"}", "Webhooks refused a side effect by a rate limit." },
+	[METRIC_LIMITED_BUDGET] = { "twhookd_rate_limited_total", "{limit=\"outbound_budget\"}", NULL },
+	[METRIC_SMS_SENT] = { "twhookd_sms_total", "{result=\"sent\"}", "Outbox deliveries by result." },
+	[METRIC_SMS_RETRIED] = { "twhookd_sms_total", "{result=\"retried\"}", NULL },
+	[METRIC_SMS_FAILED] = { "twhookd_sms_total", "{result=\"failed\"}", NULL },
+	[METRIC_SMS_EXPIRED] = { "twhookd_sms_total", "{result=\"expired\"}", NULL },
+	[METRIC_STATUS_CALLBACKS] = { "twhookd_status_callbacks_total", "", "Delivery status callbacks recorded." },
 };
 
 void

@@ -77,15 +77,23 @@ decide(struct request *req, struct reply *reply, enum verdict v, const char *rea
 int
 pipeline_init(struct app *app)
 {
-	const struct route table[] = {
-		{ "reset", "POST", app->cfg->reset_route, true, &handler_reset, PROBE_NONE },
-		{ "healthz", "GET", "/healthz", false, NULL, PROBE_HEALTH },
-		{ "readyz", "GET", "/readyz", false, NULL, PROBE_READY },
+	const struct config	*cfg = app->cfg;
+	const struct route	 table[] = {
+		{ "reset", "POST", cfg->reset_route, true, true, &handler_reset, PROBE_NONE },
+		{ "pin", "POST", cfg->pin_route, true, true, &handler_pin, PROBE_NONE },
+		{ "status", "POST", cfg->status_route, true, false, &handler_status, PROBE_NONE },
+		{ "healthz", "GET", "/healthz", false, false, NULL, PROBE_HEALTH },
+		{ "readyz", "GET", "/readyz", false, false, NULL, PROBE_READY },
 	};
 
 	_Static_assert(sizeof(table) / sizeof(table[0]) <= APP_MAX_ROUTES, "route table");
-	memcpy(app->routes, table, sizeof(table));
-	app->route_count = sizeof(table) / sizeof(table[0]);
+	app->route_count = 0;
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		/* Without a sender for SMS the PIN flow and its callbacks do not exist. */
+		if (!app->pin_enabled && table[i].handler != NULL && table[i].handler != &handler_reset)
+			continue;
+		app->routes[app->route_count++] = table[i];
+	}
 	return 0;
 }
 
@@ -357,6 +365,8 @@ run_once(struct app *app, struct request *req, struct reply *reply)
 	struct store_claim	 claim = { .user_id = BUF_INIT };
 	enum verdict		 v;
 
+	if (!req->route->idempotent)
+		return handler_verdict(h->run(app, req, reply), req);
 	if (store_claim(app->store, req->route->name, req->message_sid,
 	    (int64_t)time(NULL), CLAIM_STALE_AFTER, &claim) == -1) {
 		metrics_inc(&app->metrics, METRIC_STORE_ERRORS);

@@ -272,3 +272,34 @@ done:
 	sodium_free(raw);	/* wipes it */
 	return rc;
 }
+
+void
+secret_pin_new(unsigned digits, char out[SECRET_PIN_MAX + 1])
+{
+	unsigned i;
+
+	if (digits > SECRET_PIN_MAX)
+		digits = SECRET_PIN_MAX;
+	/* randombytes_uniform: no modulo bias, every digit equally likely. */
+	for (i = 0; i < digits; i++)
+		out[i] = (char)('0' + randombytes_uniform(10));
+	out[i] = '\0';
+}
+
+/*
+ * "pin", NUL, phone, NUL, pin under the hash subkey: the NULs keep it apart
+ * from token hashes (tokens never contain NUL) and bind the PIN to its phone.
+ */
+void
+secret_pin_hash(const struct secret_key *key, const char *phone, const char *pin,
+    size_t pin_len, uint8_t out[SECRET_HASH_BYTES])
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, key->hash_key, sizeof(key->hash_key), SECRET_HASH_BYTES);
+	crypto_generichash_update(&st, (const unsigned char *)"pin", 4);
+	crypto_generichash_update(&st, (const unsigned char *)phone, strlen(phone) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)pin, pin_len);
+	crypto_generichash_final(&st, out, SECRET_HASH_BYTES);
+	sodium_memzero(&st, sizeof(st));
+}

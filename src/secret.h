@@ -46,4 +46,11 @@ void	secret_reset_token(const struct secret_key *key, const char *message_sid,
 void	secret_hash(const struct secret_key *key, const char *token, size_t len,
 	    uint8_t out[SECRET_HASH_BYTES]);
 
+/* A uniform PIN of digits decimal digits (randombytes_uniform per digit). */
+#define SECRET_PIN_MAX	10u
+void	secret_pin_new(unsigned digits, char out[SECRET_PIN_MAX + 1]);
+/* Keyed hash of a PIN bound to the phone it was sent to. */
+void	secret_pin_hash(const struct secret_key *key, const char *phone,
+	    const char *pin, size_t pin_len, uint8_t out[SECRET_HASH_BYTES]);
+
 #endif

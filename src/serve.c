@@ -18,6 +18,7 @@
 
 #include "admin.h"
 #include "log.h"
+#include "outbox.h"
 #include "pipeline.h"
 #include "serve.h"
 #include "server.h"
@@ -27,6 +28,9 @@ struct daemon_state {
 	struct app		 app;
 	struct config		*cfg;
 	struct tls_material	 tls;
+	struct twilio_api_config api;
+	struct buf		 status_callback;
+	bool			 curl_ready;
 	struct server		*public;
 	struct server		*admin;
 };
@@ -102,7 +106,43 @@ setup_state(struct daemon_state *st, const char *config_path)
 		log_error("tls: %s", err);
 		return -1;
 	}
+	app->pin_enabled = st->cfg->from_number != NULL || st->cfg->messaging_service_sid != NULL;
 	return pipeline_init(app);
+}
+
+/* The PIN flow's sender: the outbox worker and its API client. */
+static int
+start_outbox(struct daemon_state *st)
+{
+	const struct config	*cfg = st->cfg;
+	struct outbox_config	 ocfg = { &st->api, NULL, OUTBOX_WORKERS };
+
+	if (!st->app.pin_enabled) {
+		log_info("pin flow off: set [twilio] from_number or messaging_service_sid to enable it");
+		return 0;
+	}
+	st->api = (struct twilio_api_config){
+		.base_url = cfg->api_base_url, .account_sid = cfg->account_sid,
+		/* Twilio recommends API keys in production; the auth token otherwise. */
+		.username = cfg->api_key_sid != NULL ? cfg->api_key_sid : cfg->account_sid,
+		.password = cfg->api_key_sid != NULL ? cfg->api_key_secret.data : cfg->auth_token.data,
+		.from_number = cfg->from_number,
+		.messaging_service_sid = cfg->messaging_service_sid,
+		.ca_file = cfg->api_ca_file,
+	};
+	/* Status callbacks need the public URL Twilio can reach and will sign. */
+	if (cfg->public_url != NULL && cfg->public_url[0] != '\0') {
+		if (buf_append_str(&st->status_callback, cfg->public_url) == -1 ||
+		    buf_append_str(&st->status_callback, cfg->status_route) == -1)
+			return -1;
+		ocfg.status_callback = st->status_callback.data;
+	}
+	if (twilio_api_global_init() == -1) {
+		log_error("libcurl failed to initialise");
+		return -1;
+	}
+	st->curl_ready = true;
+	return outbox_start(&ocfg, st->app.store, &st->app.metrics, &st->app.outbox);
 }
 
 /* systemd socket activation: fd 3 is the public socket, fd 4 the admin one. */
@@ -202,6 +242,11 @@ teardown(struct daemon_state *st)
 {
 	server_stop(st->public);
 	server_stop(st->admin);
+	/* After the listeners: no webhook can enqueue any more. */
+	outbox_stop(st->app.outbox);
+	if (st->curl_ready)
+		twilio_api_global_cleanup();
+	buf_free(&st->status_callback);
 	store_close(st->app.store);
 	secret_key_free(st->app.key);
 	tls_release(&st->tls);
@@ -227,7 +272,8 @@ serve_run(const char *config_path)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (setup_state(&st, config_path) == -1 || start_listeners(&st) == -1)
+	if (setup_state(&st, config_path) == -1 || start_outbox(&st) == -1 ||
+	    start_listeners(&st) == -1)
 		goto done;
 	purge(&st.app);
 	sd_notify(0, "READY=1\nSTATUS=serving");

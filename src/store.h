@@ -1,5 +1,6 @@
 /*
- * Persistence behind one interface: users, idempotency records, reset tokens.
+ * Persistence behind one interface: users, idempotency records, reset tokens,
+ * PINs, rate-limit windows and the SMS outbox.
  * store_sqlite.c implements it (WAL, one connection per thread); a PostgreSQL
  * backend will sit beside it. Every call is safe from any thread. Times are
  * Unix seconds supplied by the caller. Functions return 0, or -1 after logging
@@ -72,13 +73,109 @@ __attribute__((warn_unused_result))
 int	store_claim_release(struct store *s, const char *route, const char *key);
 
 /*
- * Finish a reset claim in one transaction: when token_hash is non-NULL insert
- * the token (user_id, expires_at), then mark the claim DONE with outcome.
+ * Rate limits, checked and counted inside a finish transaction: at most
+ * limit events per fixed window of window seconds under key. limit 0 = off.
+ * When any limit of a finish call is exhausted, nothing is inserted, no
+ * counter moves, the claim is marked DONE with STORE_OUTCOME_LIMITED, and
+ * *limited_by is that limit's index; otherwise *limited_by is -1.
+ */
+struct store_limit {
+	const char	*key;		/* e.g. "reset:+15550000001", "outbound" */
+	unsigned	 limit;
+	unsigned	 window;	/* seconds */
+};
+#define STORE_OUTCOME_LIMITED (-1)
+
+/*
+ * Finish a reset claim in one transaction: check and count limits, then when
+ * token_hash is non-NULL insert the token (user_id, expires_at), then mark the
+ * claim DONE with outcome.
  */
 __attribute__((warn_unused_result))
 int	store_reset_finish(struct store *s, const char *route, const char *key,
 	    int outcome, const uint8_t *token_hash, const char *user_id,
-	    int64_t expires_at, int64_t now);
+	    int64_t expires_at, int64_t now, const struct store_limit *limits,
+	    size_t nlimits, int *limited_by);
+
+/* A PIN to issue: replaces the user's active PIN, and queues its SMS. */
+struct store_pin {
+	const char	*user_id;
+	const char	*phone;		/* E.164: where the SMS goes */
+	const uint8_t	*hash;		/* STORE_HASH_BYTES keyed hash of the PIN */
+	int64_t		 expires_at;
+	const char	*sms_body;	/* the text with the PIN; erased once sent */
+};
+/*
+ * Finish a PIN claim in one transaction: check and count limits, then when pin
+ * is non-NULL upsert the PIN and insert its outbox row (status pending, due
+ * now), then mark the claim DONE with outcome.
+ */
+__attribute__((warn_unused_result))
+int	store_pin_finish(struct store *s, const char *route, const char *key,
+	    int outcome, const struct store_pin *pin, int64_t now,
+	    const struct store_limit *limits, size_t nlimits, int *limited_by);
+
+enum store_pin_check {
+	STORE_PIN_OK = 0,	/* user_id set; the PIN is spent (deleted) */
+	STORE_PIN_WRONG,	/* attempts counted */
+	STORE_PIN_LOCKED,	/* max_attempts wrong guesses already: dead until replaced */
+	STORE_PIN_NONE,		/* no PIN for this phone, or expired */
+};
+/*
+ * Check a PIN by its keyed hash for phone, atomically, comparing hashes with
+ * sodium_memcmp. A wrong guess increments attempts; once attempts reaches
+ * max_attempts every later check (right or wrong) is LOCKED.
+ */
+__attribute__((warn_unused_result))
+int	store_pin_verify(struct store *s, const char *phone,
+	    const uint8_t hash[STORE_HASH_BYTES], unsigned max_attempts, int64_t now,
+	    enum store_pin_check *result, struct buf *user_id);
+
+/*
+ * The outbox: SMS accepted by a webhook, delivered by the outbox worker.
+ * Row states: pending -> sending (leased) -> sent | failed | expired;
+ * sending -> pending again on a retryable error or when its lease ran out
+ * (the process died mid-send: at-least-once delivery).
+ */
+struct store_outbox_msg {
+	int64_t		 id;
+	char		 to[24];
+	struct buf	 body;		/* caller frees with buf_free_secret */
+	unsigned	 attempts;	/* including this one */
+	int64_t		 expires_at;	/* the PIN's expiry: ValidityPeriod and give-up time */
+};
+/*
+ * Lease up to max due rows (pending with next_attempt_at <= now, or sending
+ * with lease_until < now), oldest first: mark them sending, attempts + 1,
+ * lease_until = now + lease. *n receives how many were written to out[].
+ */
+__attribute__((warn_unused_result))
+int	store_outbox_lease(struct store *s, int64_t now, int64_t lease,
+	    struct store_outbox_msg *out, size_t max, size_t *n);
+/* Every sending row back to pending: at startup, when no other process can hold a lease. */
+__attribute__((warn_unused_result))
+int	store_outbox_recover(struct store *s);
+/* Twilio accepted it: status sent, its MessageSid kept, the body erased. */
+__attribute__((warn_unused_result))
+int	store_outbox_sent(struct store *s, int64_t id, const char *twilio_sid, int64_t now);
+/* Retry later: status pending, next_attempt_at, last error kept (no secret in it). */
+__attribute__((warn_unused_result))
+int	store_outbox_retry(struct store *s, int64_t id, int64_t next_attempt_at,
+	    long http_status, int error_code);
+/* Give up: status failed (permanent API error) or expired; the body erased. */
+__attribute__((warn_unused_result))
+int	store_outbox_give_up(struct store *s, int64_t id, bool expired, long http_status,
+	    int error_code, int64_t now);
+/*
+ * Record a StatusCallback: delivery_status for the row with twilio_sid, only
+ * moving forward (queued < sending < sent < delivered | undelivered | failed).
+ */
+__attribute__((warn_unused_result))
+int	store_outbox_delivery(struct store *s, const char *twilio_sid, const char *status,
+	    int error_code, bool *found);
+/* Rows pending or sending: the queue depth gauge. */
+__attribute__((warn_unused_result))
+int	store_outbox_depth(struct store *s, int64_t *depth);
 
 enum store_redeem {
 	STORE_REDEEM_OK = 0,	/* user_id set; the token is now spent */
@@ -91,7 +188,10 @@ __attribute__((warn_unused_result))
 int	store_token_redeem(struct store *s, const uint8_t token_hash[STORE_HASH_BYTES],
 	    int64_t now, enum store_redeem *result, struct buf *user_id);
 
-/* Delete idempotency records older than keep seconds and long-expired tokens. */
+/*
+ * Delete idempotency records older than keep seconds, long-expired tokens and
+ * PINs, finished outbox rows older than keep, and stale limit windows.
+ */
 __attribute__((warn_unused_result))
 int	store_purge(struct store *s, int64_t now, int64_t keep);
 

@@ -2,7 +2,9 @@
  * store.h on SQLite: one connection per thread (opened on first use, closed
  * when its thread exits or at store_close), statements prepared once per
  * connection, multi-statement changes in BEGIN IMMEDIATE transactions.
- * Only bound parameters reach SQL; no log line carries a phone, token or hash.
+ * This file: connections, the statement table, the schema, users, purge.
+ * Only bound parameters reach SQL; no log line carries a phone, token, PIN,
+ * hash or message body.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,14 +20,16 @@
 #include "defaults.h"
 #include "log.h"
 #include "store.h"
+#include "store_sqlite.h"
 
-#define SCHEMA_VERSION		1	/* PRAGMA user_version once migrated */
-/* Expired tokens linger a day so a late redeem hears "expired", not "unknown". */
-#define TOKEN_PURGE_GRACE	((int64_t)24 * 3600)
+#define SCHEMA_VERSION		2	/* PRAGMA user_version once migrated */
+/* Expired tokens and PINs linger a day so a late check hears "expired", not "unknown". */
+#define EXPIRED_PURGE_GRACE	((int64_t)24 * 3600)
 
 /* The webhooks.state column holds these values; the SQL below spells them 1 and 2. */
 _Static_assert(STORE_CLAIM_RUNNING == 1 && STORE_CLAIM_DONE == 2, "claim states");
 
+/* Release 0.1.0. */
 static const char schema_v1[] =
 	"CREATE TABLE users ("
 	"  phone TEXT PRIMARY KEY NOT NULL,"
@@ -50,8 +54,46 @@ static const char schema_v1[] =
 	"  created_at INTEGER NOT NULL);"
 	"CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);";
 
+/*
+ * PINs, the SMS outbox and rate-limit windows. Integration tests read these
+ * tables: keep their names and columns. twilio_sid is indexed but not
+ * UNIQUE: recording a send Twilio already accepted must never fail (the row
+ * would be sent again when its lease ran out).
+ */
+static const char schema_v2[] =
+	"CREATE TABLE pins ("
+	"  user_id TEXT PRIMARY KEY NOT NULL,"
+	"  phone TEXT NOT NULL,"
+	"  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+	"  expires_at INTEGER NOT NULL,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  created_at INTEGER NOT NULL);"
+	"CREATE INDEX pins_phone ON pins (phone, created_at);"
+	"CREATE TABLE outbox ("
+	"  id INTEGER PRIMARY KEY,"
+	"  to_phone TEXT NOT NULL,"
+	"  body TEXT,"				/* NULL once erased */
+	"  status TEXT NOT NULL CHECK (status IN"
+	"    ('pending', 'sending', 'sent', 'failed', 'expired')),"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  next_attempt_at INTEGER NOT NULL,"
+	"  lease_until INTEGER,"
+	"  expires_at INTEGER NOT NULL,"
+	"  twilio_sid TEXT,"
+	"  http_status INTEGER,"
+	"  error_code INTEGER,"
+	"  delivery_status TEXT,"
+	"  created_at INTEGER NOT NULL,"
+	"  sent_at INTEGER);"
+	"CREATE INDEX outbox_due ON outbox (status, next_attempt_at);"
+	"CREATE INDEX outbox_sid ON outbox (twilio_sid) WHERE twilio_sid IS NOT NULL;"
+	"CREATE TABLE rate_limits ("
+	"  key TEXT PRIMARY KEY NOT NULL,"
+	"  window_start INTEGER NOT NULL,"
+	"  count INTEGER NOT NULL);";
+
 /* migrations[v] takes a database from user_version v to v + 1. */
-static const char *const migrations[SCHEMA_VERSION] = { schema_v1 };
+static const char *const migrations[SCHEMA_VERSION] = { schema_v1, schema_v2 };
 
 /*
  * Per connection. WAL with synchronous=NORMAL: a commit survives a crash of
@@ -59,21 +101,26 @@ static const char *const migrations[SCHEMA_VERSION] = { schema_v1 };
  * (never corrupt the file): a reset link already sent would then redeem as
  * unknown and the user asks again; a lost claim lets a retry run again,
  * deriving the same token. FULL would fsync every commit to avoid that.
+ * secure_delete zeroes freed content, so an erased SMS body (it holds a PIN)
+ * does not linger in free pages of the database file. No connection
+ * checkpoints after its own commits: the checkpointer thread does, so no
+ * request waits for its fsync; journal_size_limit trims the WAL file each
+ * time it starts over.
  */
-static const char conn_pragmas[] =
+const char sq_conn_pragmas[] =
 	"PRAGMA foreign_keys = ON;"
 	"PRAGMA synchronous = NORMAL;"
-	"PRAGMA trusted_schema = OFF;";
+	"PRAGMA secure_delete = ON;"
+	"PRAGMA trusted_schema = OFF;"
+	"PRAGMA wal_autocheckpoint = 0;"
+	"PRAGMA journal_size_limit = 67108864;";
+_Static_assert(SQ_CKPT_RESTART_BYTES == 67108864, "journal_size_limit above");
 
-enum st {
-	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_PING,
-	ST_USER_PUT, ST_USER_DELETE, ST_USER_LIST, ST_USER_GET,
-	ST_CLAIM_INSERT, ST_CLAIM_GET, ST_CLAIM_TAKEOVER, ST_CLAIM_RELEASE,
-	ST_CLAIM_FINISH, ST_TOKEN_INSERT, ST_TOKEN_SPEND, ST_TOKEN_GET,
-	ST_PURGE_DONE, ST_PURGE_ABANDONED, ST_PURGE_TOKENS,
-	ST_COUNT
-};
-
+/*
+ * All SQL of the backend. Outbox rows move pending -> sending -> sent |
+ * failed | expired (store.h); retry and give-up only touch a row still in
+ * flight, so a late answer from an expired lease never revives a sent one.
+ */
 static const struct {
 	const char	*name;		/* in log lines */
 	const char	*sql;
@@ -102,6 +149,15 @@ static const struct {
 	[ST_CLAIM_FINISH] = { "claim finish", "UPDATE webhooks SET state = 2,"
 	    " outcome = ?3, user_id = ?4, finished_at = ?5"
 	    " WHERE route = ?1 AND key = ?2 AND state = 1" },
+	/* Fixed windows: one that ended (now >= start + window) counts as empty. */
+	[ST_LIMIT_CHECK] = { "limit check", "SELECT ?2 < window_start + ?3"
+	    " AND count >= ?4 FROM rate_limits WHERE key = ?1" },
+	/* In an upsert every right-hand side reads the row as it was. */
+	[ST_LIMIT_COUNT] = { "limit count", "INSERT INTO rate_limits"
+	    " (key, window_start, count) VALUES (?1, ?2, 1)"
+	    " ON CONFLICT (key) DO UPDATE SET"
+	    " window_start = iif(?2 >= window_start + ?3, ?2, window_start),"
+	    " count = iif(?2 >= window_start + ?3, 1, count + 1)" },
 	[ST_TOKEN_INSERT] = { "token insert", "INSERT INTO reset_tokens"
 	    " (hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4)" },
 	[ST_TOKEN_SPEND] = { "token redeem", "UPDATE reset_tokens SET used_at = ?2"
@@ -109,20 +165,60 @@ static const struct {
 	    " RETURNING user_id" },
 	[ST_TOKEN_GET] = { "token redeem",
 	    "SELECT used_at IS NOT NULL FROM reset_tokens WHERE hash = ?1" },
+	[ST_PIN_PUT] = { "pin insert", "INSERT INTO pins (user_id, phone, hash,"
+	    " expires_at, attempts, created_at) VALUES (?1, ?2, ?3, ?4, 0, ?5)"
+	    " ON CONFLICT (user_id) DO UPDATE SET phone = excluded.phone,"
+	    " hash = excluded.hash, expires_at = excluded.expires_at,"
+	    " attempts = 0, created_at = excluded.created_at" },
+	/* Users sharing a phone: the PIN issued last is the one the phone holds. */
+	[ST_PIN_GET] = { "pin verify", "SELECT rowid, user_id, hash, expires_at,"
+	    " attempts FROM pins WHERE phone = ?1"
+	    " ORDER BY created_at DESC, rowid DESC LIMIT 1" },
+	[ST_PIN_DELETE] = { "pin verify", "DELETE FROM pins WHERE rowid = ?1" },
+	[ST_PIN_WRONG] = { "pin verify",
+	    "UPDATE pins SET attempts = attempts + 1 WHERE rowid = ?1" },
+	[ST_OUTBOX_INSERT] = { "outbox insert", "INSERT INTO outbox (to_phone,"
+	    " body, status, next_attempt_at, expires_at, created_at)"
+	    " VALUES (?1, ?2, 'pending', ?3, ?4, ?3)" },
+	[ST_OUTBOX_LEASE] = { "outbox lease", "UPDATE outbox SET"
+	    " status = 'sending', attempts = attempts + 1, lease_until = ?2"
+	    " WHERE id IN (SELECT id FROM outbox"
+	    "  WHERE (status = 'pending' AND next_attempt_at <= ?1)"
+	    "  OR (status = 'sending' AND lease_until < ?1)"
+	    "  ORDER BY id LIMIT ?3)"
+	    " RETURNING id, to_phone, body, attempts, expires_at" },
+	[ST_OUTBOX_RECOVER] = { "outbox recover", "UPDATE outbox SET"
+	    " status = 'pending', lease_until = NULL WHERE status = 'sending'" },
+	[ST_OUTBOX_SENT] = { "outbox sent", "UPDATE outbox SET status = 'sent',"
+	    " twilio_sid = ?2, sent_at = ?3, body = NULL, lease_until = NULL"
+	    " WHERE id = ?1" },
+	[ST_OUTBOX_RETRY] = { "outbox retry", "UPDATE outbox SET"
+	    " status = 'pending', next_attempt_at = ?2, http_status = NULLIF(?3, 0),"
+	    " error_code = NULLIF(?4, 0), lease_until = NULL"
+	    " WHERE id = ?1 AND status IN ('pending', 'sending')" },
+	[ST_OUTBOX_GIVE_UP] = { "outbox give up", "UPDATE outbox SET"
+	    " status = iif(?2, 'expired', 'failed'), body = NULL,"
+	    " http_status = NULLIF(?3, 0), error_code = NULLIF(?4, 0),"
+	    " lease_until = NULL"
+	    " WHERE id = ?1 AND status IN ('pending', 'sending')" },
+	[ST_OUTBOX_SID_GET] = { "outbox delivery", "SELECT id, delivery_status"
+	    " FROM outbox WHERE twilio_sid = ?1 ORDER BY id DESC LIMIT 1" },
+	[ST_OUTBOX_DELIVERY] = { "outbox delivery", "UPDATE outbox SET"
+	    " delivery_status = ?2, error_code = coalesce(NULLIF(?3, 0), error_code)"
+	    " WHERE id = ?1" },
+	[ST_OUTBOX_DEPTH] = { "outbox depth", "SELECT count(*) FROM outbox"
+	    " WHERE status IN ('pending', 'sending')" },
 	[ST_PURGE_DONE] = { "purge",
 	    "DELETE FROM webhooks WHERE finished_at < ?1" },
 	[ST_PURGE_ABANDONED] = { "purge",
 	    "DELETE FROM webhooks WHERE state = 1 AND started_at < ?1" },
 	[ST_PURGE_TOKENS] = { "purge",
 	    "DELETE FROM reset_tokens WHERE expires_at < ?1" },
-};
-
-/* One thread's connection; only that thread uses it, so SQLITE_OPEN_NOMUTEX. */
-struct conn {
-	sqlite3		*db;
-	sqlite3_stmt	*stmt[ST_COUNT];	/* prepared on first use */
-	struct store	*store;
-	struct conn	*prev, *next;
+	[ST_PURGE_PINS] = { "purge", "DELETE FROM pins WHERE expires_at < ?1" },
+	[ST_PURGE_OUTBOX] = { "purge", "DELETE FROM outbox"
+	    " WHERE status IN ('sent', 'failed', 'expired') AND created_at < ?1" },
+	[ST_PURGE_LIMITS] = { "purge",
+	    "DELETE FROM rate_limits WHERE window_start < ?1" },
 };
 
 struct store {
@@ -131,6 +227,7 @@ struct store {
 	bool		 keyed;		/* key created */
 	pthread_mutex_t	 lock;		/* guards conns */
 	struct conn	*conns;		/* every open connection, for store_close */
+	struct sq_ckpt	*ckpt;		/* NULL until the schema is in place */
 };
 
 static void
@@ -158,7 +255,7 @@ conn_open(const char *path, char *err, size_t errsz)
 	if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK ||
 	    sqlite3_extended_result_codes(c->db, 1) != SQLITE_OK ||
 	    sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK ||
-	    sqlite3_exec(c->db, conn_pragmas, NULL, NULL, NULL) != SQLITE_OK)
+	    sqlite3_exec(c->db, sq_conn_pragmas, NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
 	return c;
 fail:
@@ -202,6 +299,7 @@ conn_attach(struct store *s, char *err, size_t errsz)
 		return NULL;
 	}
 	c->store = s;
+	sqlite3_wal_hook(c->db, sq_ckpt_hook, s->ckpt);
 	pthread_mutex_lock(&s->lock);
 	c->next = s->conns;
 	if (s->conns != NULL)
@@ -211,8 +309,8 @@ conn_attach(struct store *s, char *err, size_t errsz)
 	return c;
 }
 
-static struct conn *
-conn_get(struct store *s)
+struct conn *
+sq_conn(struct store *s)
 {
 	struct conn	*c;
 	char		 err[256];
@@ -222,8 +320,8 @@ conn_get(struct store *s)
 	return c;
 }
 
-static int
-fail(struct conn *c, enum st id)
+int
+sq_fail(struct conn *c, enum st id)
 {
 	log_error("store: %s: %s", stmts[id].name, sqlite3_errmsg(c->db));
 	return -1;
@@ -233,17 +331,17 @@ fail(struct conn *c, enum st id)
  * Prepare statement id (once per connection) and bind its parameters; fmt
  * has a letter per parameter: 't' text (NULL binds NULL), 'i' int64_t,
  * 'h' a STORE_HASH_BYTES blob. Bound as SQLITE_STATIC: every caller resets
- * the statement (q_reset) before its arguments go out of scope.
+ * the statement (sq_reset) before its arguments go out of scope.
  */
 static int
-q_vbind(struct conn *c, enum st id, const char *fmt, va_list ap)
+sq_vbind(struct conn *c, enum st id, const char *fmt, va_list ap)
 {
 	sqlite3_stmt	*st;
 	int		 i, rc = SQLITE_OK;
 
 	if (c->stmt[id] == NULL && sqlite3_prepare_v3(c->db, stmts[id].sql, -1,
 	    SQLITE_PREPARE_PERSISTENT, &c->stmt[id], NULL) != SQLITE_OK)
-		return fail(c, id);
+		return sq_fail(c, id);
 	st = c->stmt[id];
 	for (i = 1; rc == SQLITE_OK && *fmt != '\0'; fmt++, i++) {
 		switch (*fmt) {
@@ -263,24 +361,24 @@ q_vbind(struct conn *c, enum st id, const char *fmt, va_list ap)
 			break;
 		}
 	}
-	return rc == SQLITE_OK ? 0 : fail(c, id);
+	return rc == SQLITE_OK ? 0 : sq_fail(c, id);
 }
 
-static int
-q_bind(struct conn *c, enum st id, const char *fmt, ...)
+int
+sq_bind(struct conn *c, enum st id, const char *fmt, ...)
 {
 	va_list	ap;
 	int	rc;
 
 	va_start(ap, fmt);
-	rc = q_vbind(c, id, fmt, ap);
+	rc = sq_vbind(c, id, fmt, ap);
 	va_end(ap);
 	return rc;
 }
 
 /* One step: 1 a row, 0 done, -1 error (logged). */
-static int
-q_step(struct conn *c, enum st id)
+int
+sq_step(struct conn *c, enum st id)
 {
 	switch (sqlite3_step(c->stmt[id])) {
 	case SQLITE_ROW:
@@ -288,13 +386,13 @@ q_step(struct conn *c, enum st id)
 	case SQLITE_DONE:
 		return 0;
 	default:
-		return fail(c, id);
+		return sq_fail(c, id);
 	}
 }
 
 /* Also ends the statement's read snapshot, which WAL checkpoints wait for. */
-static void
-q_reset(struct conn *c, enum st id)
+void
+sq_reset(struct conn *c, enum st id)
 {
 	if (c->stmt[id] != NULL) {
 		sqlite3_reset(c->stmt[id]);
@@ -303,49 +401,49 @@ q_reset(struct conn *c, enum st id)
 }
 
 /* Bind, run to completion, reset. */
-static int
-q_exec(struct conn *c, enum st id, const char *fmt, ...)
+int
+sq_exec(struct conn *c, enum st id, const char *fmt, ...)
 {
 	va_list	ap;
 	int	rc;
 
 	va_start(ap, fmt);
-	rc = q_vbind(c, id, fmt, ap);
+	rc = sq_vbind(c, id, fmt, ap);
 	va_end(ap);
 	if (rc == 0) {
-		while ((rc = q_step(c, id)) == 1)
+		while ((rc = sq_step(c, id)) == 1)
 			;
 	}
-	q_reset(c, id);
+	sq_reset(c, id);
 	return rc;
 }
 
 /* IMMEDIATE takes the write lock up front, so a transaction that reads then
  * writes never fails with SQLITE_BUSY_SNAPSHOT halfway; waiting for the lock
  * is bounded by busy_timeout. */
-static int
-tx_begin(struct conn *c)
+int
+sq_begin(struct conn *c)
 {
-	return q_exec(c, ST_BEGIN, "");
+	return sq_exec(c, ST_BEGIN, "");
 }
 
-static int
-tx_commit(struct conn *c)
+int
+sq_commit(struct conn *c)
 {
-	return q_exec(c, ST_COMMIT, "");
+	return sq_exec(c, ST_COMMIT, "");
 }
 
-static void
-tx_rollback(struct conn *c)
+void
+sq_rollback(struct conn *c)
 {
 	/* After SQLITE_FULL, IOERR or NOMEM SQLite may have rolled back already. */
-	if (!sqlite3_get_autocommit(c->db))
-		(void)q_exec(c, ST_ROLLBACK, "");
+	if (!sqlite3_get_autocommit(c->db) && sq_exec(c, ST_ROLLBACK, "") == -1)
+		return;		/* logged; nothing more to undo with */
 }
 
 /* Append text column col of the current row to b; NULL appends nothing. */
-static int
-col_append(struct conn *c, enum st id, int col, struct buf *b)
+int
+sq_text(struct conn *c, enum st id, int col, struct buf *b)
 {
 	sqlite3_stmt		*st = c->stmt[id];
 	const unsigned char	*p;
@@ -354,7 +452,7 @@ col_append(struct conn *c, enum st id, int col, struct buf *b)
 	if (sqlite3_column_type(st, col) == SQLITE_NULL)
 		return 0;
 	if ((p = sqlite3_column_text(st, col)) == NULL)
-		return fail(c, id);
+		return sq_fail(c, id);
 	n = sqlite3_column_bytes(st, col);
 	if (buf_append(b, p, (size_t)n) == -1) {
 		log_error("store: %s: out of memory", stmts[id].name);
@@ -478,8 +576,10 @@ store_open(const char *path, struct store **out, char *err, size_t errsz)
 	/* Opens this thread's connection, which then stays attached. */
 	if (db_file_create(path, msg, sizeof(msg)) == -1 ||
 	    (c = conn_attach(s, msg, sizeof(msg))) == NULL ||
-	    schema_migrate(c->db, msg, sizeof(msg)) == -1)
+	    schema_migrate(c->db, msg, sizeof(msg)) == -1 ||
+	    sq_ckpt_start(path, &s->ckpt, msg, sizeof(msg)) == -1)
 		goto done;
+	sqlite3_wal_hook(c->db, sq_ckpt_hook, s->ckpt);
 	*out = s;
 	rc = 0;
 done:
@@ -502,6 +602,7 @@ store_close(struct store *s)
 
 	if (s == NULL)
 		return;
+	sq_ckpt_stop(s->ckpt);
 	/* After this no destructor runs; stale per-thread values are never read. */
 	if (s->keyed)
 		pthread_key_delete(s->key);
@@ -523,9 +624,9 @@ store_ping(struct store *s)
 {
 	struct conn	*c;
 
-	if ((c = conn_get(s)) == NULL)
+	if ((c = sq_conn(s)) == NULL)
 		return -1;
-	return q_exec(c, ST_PING, "");
+	return sq_exec(c, ST_PING, "");
 }
 
 int
@@ -533,9 +634,9 @@ store_user_add(struct store *s, const char *phone, const char *user_id)
 {
 	struct conn	*c;
 
-	if ((c = conn_get(s)) == NULL)
+	if ((c = sq_conn(s)) == NULL)
 		return -1;
-	return q_exec(c, ST_USER_PUT, "tt", phone, user_id);
+	return sq_exec(c, ST_USER_PUT, "tt", phone, user_id);
 }
 
 int
@@ -545,16 +646,16 @@ store_user_add_many(struct store *s, const struct store_user *users, size_t n)
 	size_t		 i;
 	int		 rc = -1;
 
-	if ((c = conn_get(s)) == NULL || tx_begin(c) == -1)
+	if ((c = sq_conn(s)) == NULL || sq_begin(c) == -1)
 		return -1;
 	for (i = 0; i < n; i++)
-		if (q_exec(c, ST_USER_PUT, "tt", users[i].phone,
+		if (sq_exec(c, ST_USER_PUT, "tt", users[i].phone,
 		    users[i].user_id) == -1)
 			goto done;
-	rc = tx_commit(c);
+	rc = sq_commit(c);
 done:
 	if (rc == -1)
-		tx_rollback(c);
+		sq_rollback(c);
 	return rc;
 }
 
@@ -564,8 +665,8 @@ store_user_remove(struct store *s, const char *phone, bool *removed)
 	struct conn	*c;
 
 	*removed = false;
-	if ((c = conn_get(s)) == NULL ||
-	    q_exec(c, ST_USER_DELETE, "t", phone) == -1)
+	if ((c = sq_conn(s)) == NULL ||
+	    sq_exec(c, ST_USER_DELETE, "t", phone) == -1)
 		return -1;
 	*removed = sqlite3_changes(c->db) > 0;
 	return 0;
@@ -579,17 +680,17 @@ store_user_list(struct store *s,
 	sqlite3_stmt	*st;
 	int		 r, rc = -1;
 
-	if ((c = conn_get(s)) == NULL)
+	if ((c = sq_conn(s)) == NULL)
 		return -1;
-	if (q_bind(c, ST_USER_LIST, "") == -1)
+	if (sq_bind(c, ST_USER_LIST, "") == -1)
 		goto done;
 	st = c->stmt[ST_USER_LIST];
-	while ((r = q_step(c, ST_USER_LIST)) == 1) {
+	while ((r = sq_step(c, ST_USER_LIST)) == 1) {
 		const unsigned char *phone = sqlite3_column_text(st, 0);
 		const unsigned char *user_id = sqlite3_column_text(st, 1);
 
 		if (phone == NULL || user_id == NULL) {
-			r = fail(c, ST_USER_LIST);	/* NOT NULL columns: out of memory */
+			r = sq_fail(c, ST_USER_LIST);	/* NOT NULL columns: out of memory */
 			break;
 		}
 		if (cb(arg, (const char *)phone, (const char *)user_id) != 0) {
@@ -600,7 +701,7 @@ store_user_list(struct store *s,
 	if (r == 0)
 		rc = 0;
 done:
-	q_reset(c, ST_USER_LIST);
+	sq_reset(c, ST_USER_LIST);
 	return rc;
 }
 
@@ -612,169 +713,17 @@ store_user_lookup(struct store *s, const char *phone, struct buf *user_id,
 	int		 r, rc = -1;
 
 	*found = false;
-	if ((c = conn_get(s)) == NULL)
+	if ((c = sq_conn(s)) == NULL)
 		return -1;
-	if (q_bind(c, ST_USER_GET, "t", phone) == -1 ||
-	    (r = q_step(c, ST_USER_GET)) == -1)
+	if (sq_bind(c, ST_USER_GET, "t", phone) == -1 ||
+	    (r = sq_step(c, ST_USER_GET)) == -1)
 		goto done;
-	if (r == 1 && col_append(c, ST_USER_GET, 0, user_id) == -1)
+	if (r == 1 && sq_text(c, ST_USER_GET, 0, user_id) == -1)
 		goto done;
 	*found = r == 1;
 	rc = 0;
 done:
-	q_reset(c, ST_USER_GET);
-	return rc;
-}
-
-/* The claim exists: report DONE or RUNNING, or NEW when it is stale. */
-static int
-claim_read(struct conn *c, const char *route, const char *key, int64_t now,
-    int64_t stale_after, struct store_claim *out)
-{
-	sqlite3_stmt	*st;
-	int		 r, rc = -1;
-
-	if (q_bind(c, ST_CLAIM_GET, "tt", route, key) == -1 ||
-	    (r = q_step(c, ST_CLAIM_GET)) == -1)
-		goto done;
-	if (r == 0) {
-		/* The insert just conflicted inside this same transaction. */
-		log_error("store: claim: record missing after a conflict");
-		goto done;
-	}
-	st = c->stmt[ST_CLAIM_GET];
-	if (sqlite3_column_int(st, 0) == STORE_CLAIM_DONE) {
-		out->state = STORE_CLAIM_DONE;
-		out->outcome = sqlite3_column_int(st, 1);
-		rc = col_append(c, ST_CLAIM_GET, 2, &out->user_id);
-	} else {
-		out->state = sqlite3_column_int64(st, 3) > now - stale_after ?
-		    STORE_CLAIM_RUNNING : STORE_CLAIM_NEW;
-		rc = 0;
-	}
-done:
-	q_reset(c, ST_CLAIM_GET);
-	return rc;
-}
-
-int
-store_claim(struct store *s, const char *route, const char *key, int64_t now,
-    int64_t stale_after, struct store_claim *out)
-{
-	struct conn	*c;
-	int		 rc = -1;
-
-	out->state = STORE_CLAIM_NEW;
-	out->outcome = 0;
-	buf_reset(&out->user_id);
-	if ((c = conn_get(s)) == NULL || tx_begin(c) == -1)
-		return -1;
-	if (q_exec(c, ST_CLAIM_INSERT, "tti", route, key, now) == -1)
-		goto done;
-	if (sqlite3_changes(c->db) == 0) {
-		if (claim_read(c, route, key, now, stale_after, out) == -1)
-			goto done;
-		/* Running for longer than stale_after: its process died. */
-		if (out->state == STORE_CLAIM_NEW && q_exec(c, ST_CLAIM_TAKEOVER,
-		    "tti", route, key, now) == -1)
-			goto done;
-	}
-	rc = tx_commit(c);
-done:
-	if (rc == -1)
-		tx_rollback(c);
-	return rc;
-}
-
-int
-store_claim_release(struct store *s, const char *route, const char *key)
-{
-	struct conn	*c;
-
-	if ((c = conn_get(s)) == NULL)
-		return -1;
-	return q_exec(c, ST_CLAIM_RELEASE, "tt", route, key);
-}
-
-int
-store_reset_finish(struct store *s, const char *route, const char *key,
-    int outcome, const uint8_t *token_hash, const char *user_id,
-    int64_t expires_at, int64_t now)
-{
-	struct conn	*c;
-	int		 rc = -1;
-
-	if ((c = conn_get(s)) == NULL || tx_begin(c) == -1)
-		return -1;
-	if (q_exec(c, ST_CLAIM_FINISH, "ttiti", route, key, (int64_t)outcome,
-	    user_id, now) == -1)
-		goto done;
-	if (sqlite3_changes(c->db) != 1) {
-		/*
-		 * Released, purged, or taken over and finished by another run:
-		 * the side effect belongs to that run, so insert no token.
-		 */
-		log_error("store: claim finish: the claim is no longer running");
-		goto done;
-	}
-	if (token_hash != NULL && q_exec(c, ST_TOKEN_INSERT, "htii", token_hash,
-	    user_id, expires_at, now) == -1)
-		goto done;
-	rc = tx_commit(c);
-done:
-	if (rc == -1)
-		tx_rollback(c);
-	return rc;
-}
-
-/* The spend matched nothing: say why. Racing spenders read SPENT here. */
-static int
-token_classify(struct conn *c, const uint8_t *hash, enum store_redeem *result)
-{
-	int	r, rc = -1;
-
-	if (q_bind(c, ST_TOKEN_GET, "h", hash) == -1 ||
-	    (r = q_step(c, ST_TOKEN_GET)) == -1)
-		goto done;
-	if (r == 0)
-		*result = STORE_REDEEM_UNKNOWN;
-	else if (sqlite3_column_int(c->stmt[ST_TOKEN_GET], 0))
-		*result = STORE_REDEEM_SPENT;
-	else
-		*result = STORE_REDEEM_EXPIRED;
-	rc = 0;
-done:
-	q_reset(c, ST_TOKEN_GET);
-	return rc;
-}
-
-int
-store_token_redeem(struct store *s, const uint8_t token_hash[STORE_HASH_BYTES],
-    int64_t now, enum store_redeem *result, struct buf *user_id)
-{
-	struct conn	*c;
-	int		 r, rc = -1;
-
-	*result = STORE_REDEEM_UNKNOWN;
-	if ((c = conn_get(s)) == NULL)
-		return -1;
-	/* One conditional UPDATE: SQLite's write lock lets one caller match. */
-	if (q_bind(c, ST_TOKEN_SPEND, "hi", token_hash, now) == -1 ||
-	    (r = q_step(c, ST_TOKEN_SPEND)) == -1)
-		goto done;
-	if (r == 1) {
-		/* Copy before stepping on: the statement commits at its end. */
-		if (col_append(c, ST_TOKEN_SPEND, 0, user_id) == -1 ||
-		    q_step(c, ST_TOKEN_SPEND) == -1)
-			goto done;
-		*result = STORE_REDEEM_OK;
-		rc = 0;
-	} else {
-		q_reset(c, ST_TOKEN_SPEND);
-		rc = token_classify(c, token_hash, result);
-	}
-done:
-	q_reset(c, ST_TOKEN_SPEND);
+	sq_reset(c, ST_USER_GET);
 	return rc;
 }
 
@@ -783,12 +732,21 @@ store_purge(struct store *s, int64_t now, int64_t keep)
 {
 	struct conn	*c;
 
-	if ((c = conn_get(s)) == NULL)
+	if ((c = sq_conn(s)) == NULL)
 		return -1;
-	/* Separate statements: each holds the write lock only briefly. */
-	if (q_exec(c, ST_PURGE_DONE, "i", now - keep) == -1 ||
-	    q_exec(c, ST_PURGE_ABANDONED, "i", now - keep) == -1 ||
-	    q_exec(c, ST_PURGE_TOKENS, "i", now - TOKEN_PURGE_GRACE) == -1)
+	/*
+	 * Separate statements: each holds the write lock only briefly. A limit
+	 * window never lasts longer than MAX_LIMIT_WINDOW, so an older start
+	 * means an ended window, which counts as empty anyway.
+	 */
+	if (sq_exec(c, ST_PURGE_DONE, "i", now - keep) == -1 ||
+	    sq_exec(c, ST_PURGE_ABANDONED, "i", now - keep) == -1 ||
+	    sq_exec(c, ST_PURGE_TOKENS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
+	    sq_exec(c, ST_PURGE_PINS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
+	    sq_exec(c, ST_PURGE_OUTBOX, "i", now - keep) == -1 ||
+	    sq_exec(c, ST_PURGE_LIMITS, "i",
+	    now - (int64_t)MAX_LIMIT_WINDOW) == -1)
 		return -1;
 	return 0;
 }
+

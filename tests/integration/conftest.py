@@ -7,6 +7,8 @@
 - daemon_factory / module_daemon_factory: start more daemons with their own
   config; each is stopped with SIGTERM at teardown and must exit 0.
 - twhookd: run the CLI.
+- twilio_ca / fake_twilio / module_fake_twilio: a throwaway CA and a fake
+  Twilio Messages API (fake_twilio.py) for the PIN flow and the outbox.
 
 Every test runs under a wall-clock limit (TEST_TIMEOUT) so a hung daemon can
 never hang the suite.
@@ -17,6 +19,7 @@ import subprocess
 
 import pytest
 
+import fake_twilio
 import harness
 from harness import ALICE, BOB, BIN, Daemon
 
@@ -168,3 +171,23 @@ def live(daemon):
 def twhookd(twhookd_bin):
     """Run the CLI: twhookd(*args, env=None) -> CompletedProcess."""
     return lambda *args, **kw: harness.run_cli(list(args), **kw)
+
+
+@pytest.fixture(scope="session")
+def twilio_ca(tmp_path_factory):
+    """Paths of a throwaway CA and the fake API's certificate (IP:127.0.0.1)."""
+    return fake_twilio.make_ca(tmp_path_factory.mktemp("twilio-ca"))
+
+
+@pytest.fixture
+def fake_twilio_api(twilio_ca):
+    """A fresh fake Twilio Messages API for one test."""
+    with fake_twilio.FakeTwilio(twilio_ca) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def module_fake_twilio_api(twilio_ca):
+    """A fake Twilio Messages API shared by one module's tests."""
+    with fake_twilio.FakeTwilio(twilio_ca) as fake:
+        yield fake

@@ -42,6 +42,14 @@ SERVICE = "+15557654321"    # the service's own number (To)
 RESET_LINK = "https://app.example/reset?token={token}"
 RESET_MESSAGE = "Reset: {link}"
 
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+# The default test config turns every rate limit off so that tests keep their
+# meaning (the daemon's own defaults allow 3 resets per number per hour);
+# limit tests set [limits] explicitly.
+LIMITS_OFF = {"reset_per_number": "off", "pin_per_number": "off",
+              "outbound_budget": "off"}
+
 
 # --------------------------------------------------------------------------
 # Signing (the oracle)
@@ -191,6 +199,26 @@ def token_from_twiml(resp):
 # --------------------------------------------------------------------------
 # The daemon
 
+_limits_supported = None
+
+
+def _binary_knows_limits(sections, workdir):
+    """Does this build accept a [limits] section? (Older builds refuse unknown
+    sections; probed once per session with an otherwise valid config.)"""
+    global _limits_supported
+    if _limits_supported is None:
+        probe = Path(workdir) / "probe-limits.ini"
+        text = []
+        for section, keys in {**sections, "limits": LIMITS_OFF}.items():
+            text.append(f"[{section}]")
+            text.extend(f"{k} = {v}" for k, v in keys.items())
+        probe.write_text("\n".join(text) + "\n")
+        probe.chmod(0o600)
+        r = run_cli(["check-config", "-c", probe])
+        _limits_supported = r.returncode == 0 or "limits" not in r.stderr
+        probe.unlink()
+    return _limits_supported
+
 DEFAULT_SECTIONS = ("server", "twilio", "store", "secrets", "reset", "admin", "log")
 
 
@@ -216,6 +244,7 @@ class Daemon:
         self.log_path = self.dir / "stderr.log"
         self.proc = None
         self.issued_tokens = set()
+        self.issued_pins = set()
         self.phones = set()
 
         write_secret(self.dir / "auth_token", self.auth_token)
@@ -248,6 +277,18 @@ class Daemon:
         if secondary:
             self.sections["twilio"]["secondary_auth_token_file"] = \
                 str(self.dir / "secondary_auth_token")
+        if _binary_knows_limits(self.sections, self.dir):
+            self.sections["limits"] = dict(LIMITS_OFF)
+        self.merge_config(config)
+        self.write_config()
+        for phone, user in (users or {}).items():
+            self.add_user(phone, user)
+
+    # -- config and CLI ----------------------------------------------------
+
+    def merge_config(self, config):
+        """Merge {section: {key: value}} into the config (None removes a
+        key); call write_config() (or start()) afterwards to apply."""
         for section, keys in (config or {}).items():
             sec = self.sections.setdefault(section, {})
             for k, v in keys.items():
@@ -255,11 +296,6 @@ class Daemon:
                     sec.pop(k, None)
                 else:
                     sec[k] = v
-        self.write_config()
-        for phone, user in (users or {}).items():
-            self.add_user(phone, user)
-
-    # -- config and CLI ----------------------------------------------------
 
     def config_text(self):
         out = []
@@ -347,6 +383,14 @@ class Daemon:
             self.proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
+
+    def crash(self):
+        """SIGKILL (no cleanup in the daemon); start() then restarts it on
+        the same config, store and ports."""
+        assert self.running, "not running"
+        self.kill()
+        assert self.proc.poll() is not None, "still running after SIGKILL"
+        self._log_file.close()
 
     @property
     def running(self):
@@ -445,6 +489,28 @@ class Daemon:
         self.record_token(r)
         return r
 
+    def pin(self, from_=ALICE, message_sid=None, path="/sms/pin", **kw):
+        """A correctly signed PIN webhook; returns the response."""
+        return self.post_signed(self.params(from_, body="PIN", message_sid=message_sid),
+                                path=path, **kw)
+
+    def verify_pin(self, phone, pin, bearer=True, raw=None):
+        headers = {"Content-Type": "application/json"}
+        if bearer is True:
+            headers["Authorization"] = f"Bearer {self.admin_token}"
+        elif bearer:
+            headers["Authorization"] = bearer
+        data = raw if raw is not None else json.dumps({"phone": phone, "pin": pin})
+        return requests.post(self.admin_url("/v1/pins/verify"), data=data,
+                             headers=headers, timeout=HTTP_TIMEOUT)
+
+    def metric(self, name, labels=""):
+        """The value of one sample of GET /metrics (e.g. name
+        "twhookd_sms_total", labels '{result="sent"}'), or None if absent."""
+        r = self.admin_get("/metrics")
+        assert r.status_code == 200, (r.status_code, r.text)
+        return metric_value(r.text, name, labels)
+
     def redeem(self, token, bearer=True, raw=None):
         headers = {"Content-Type": "application/json"}
         if bearer is True:
@@ -477,6 +543,31 @@ class Daemon:
     def count_tokens(self):
         with self.db() as conn:
             return conn.execute("SELECT count(*) FROM reset_tokens").fetchone()[0]
+
+
+def metric_value(text, name, labels=""):
+    """Value of the sample name+labels in Prometheus text, or None. Labels
+    compare as a set, so their order does not matter."""
+    want = _label_set(labels)
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        if "{" in series:
+            n, _, rest = series.partition("{")
+            lab = "{" + rest
+        else:
+            n, lab = series, ""
+        if n == name and _label_set(lab) == want:
+            return float(value)
+    return None
+
+
+def _label_set(labels):
+    labels = labels.strip()
+    if labels in ("", "{}"):
+        return frozenset()
+    return frozenset(p.strip() for p in labels.strip("{}").split(",") if p.strip())
 
 
 _all_procs = []

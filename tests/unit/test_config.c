@@ -110,6 +110,15 @@ test_defaults(void **state)
 	assert_null(c->secondary_auth_token_file);
 	assert_null(c->secondary_auth_token.data);
 	assert_null(c->public_url);
+	assert_string_equal(c->api_base_url, DEFAULT_API_BASE_URL);
+	assert_null(c->from_number);
+	assert_null(c->messaging_service_sid);
+	assert_null(c->api_key_sid);
+	assert_null(c->api_key_secret_file);
+	assert_null(c->api_key_secret.data);
+	assert_int_equal(c->api_key_secret.len, 0);
+	assert_null(c->api_ca_file);
+	assert_string_equal(c->status_route, DEFAULT_STATUS_ROUTE);
 	assert_null(c->trusted);
 	assert_int_equal(c->trusted_count, 0);
 	assert_string_equal(c->store_driver, DEFAULT_STORE_DRIVER);
@@ -120,6 +129,17 @@ test_defaults(void **state)
 	assert_string_equal(c->reset_message, DEFAULT_RESET_MESSAGE);
 	assert_int_equal(c->reset_token_ttl, DEFAULT_TOKEN_TTL);
 	assert_string_equal(c->reset_unknown_reply, "");
+	assert_string_equal(c->pin_route, DEFAULT_PIN_ROUTE);
+	assert_int_equal(c->pin_digits, DEFAULT_PIN_DIGITS);
+	assert_int_equal(c->pin_ttl, DEFAULT_PIN_TTL);
+	assert_int_equal(c->pin_max_attempts, DEFAULT_PIN_MAX_ATTEMPTS);
+	assert_string_equal(c->pin_message, DEFAULT_PIN_MESSAGE);
+	assert_int_equal(c->limit_reset_per_number.count, DEFAULT_RESET_PER_NUMBER);
+	assert_int_equal(c->limit_reset_per_number.window, DEFAULT_LIMIT_WINDOW);
+	assert_int_equal(c->limit_pin_per_number.count, DEFAULT_PIN_PER_NUMBER);
+	assert_int_equal(c->limit_pin_per_number.window, DEFAULT_LIMIT_WINDOW);
+	assert_int_equal(c->limit_outbound_budget.count, DEFAULT_OUTBOUND_BUDGET);
+	assert_int_equal(c->limit_outbound_budget.window, DEFAULT_LIMIT_WINDOW);
 	assert_string_equal(c->admin_listen, DEFAULT_ADMIN_LISTEN);
 	assert_string_equal(c->admin_token_file, "admin-token");
 	assert_int_equal(c->log_level, LOG_LEVEL_INFO);
@@ -197,11 +217,109 @@ static const struct {
 	{ "[reset]\nunknown_reply = \xed\xa0\x80\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
 	{ "[reset]\nunknown_reply = \xe2\x82\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
 	{ "[admin]\nlisten = 0.0.0.0:8443\n", NAME ":12: [admin] listen: same address as [server] listen\n" },
+	/* [twilio]: the Messages API. */
+	{ "[twilio]\napi_base_url = http://api.twilio.com\n", NAME ":12: [twilio] api_base_url: 'http://api.twilio.com' must start with https://\n" },
+	{ "[twilio]\napi_base_url = ftp://api.twilio.com\n", NAME ":12: [twilio] api_base_url: 'ftp://api.twilio.com' must start with https://\n" },
+	{ "[twilio]\napi_base_url = api.twilio.com\n", NAME ":12: [twilio] api_base_url: 'api.twilio.com' must start with https://\n" },
+	{ "[twilio]\napi_base_url = https://api.twilio.com/?x=1\n", NAME ":12: [twilio] api_base_url: must not have a query or fragment: each request's own path and query follow it\n" },
+	{ "[twilio]\napi_base_url = https://api.twilio.com#f\n", NAME ":12: [twilio] api_base_url: must not have a query or fragment: each request's own path and query follow it\n" },
+	{ "[twilio]\napi_base_url = https://\n", NAME ":12: [twilio] api_base_url: 'https://' has no valid host[:port]\n" },
+	{ "[twilio]\napi_base_url = https://ac:tok@api.twilio.com\n", NAME ":12: [twilio] api_base_url: must not contain user:password@\n" },
+	{ "[twilio]\napi_base_url = https://api.twilio.com:0\n", NAME ":12: [twilio] api_base_url: 'https://api.twilio.com:0' has no valid host[:port]\n" },
+	{ "[twilio]\napi_base_url =\n", NAME ":12: [twilio] api_base_url: needs a value\n" },
+	{ "[twilio]\nfrom_number = 14155550100\n", NAME ":12: [twilio] from_number: '14155550100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +04155550100\n", NAME ":12: [twilio] from_number: '+04155550100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +1\n", NAME ":12: [twilio] from_number: '+1' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +1234567890123456\n", NAME ":12: [twilio] from_number: '+1234567890123456' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +1 415 555 0100\n", NAME ":12: [twilio] from_number: '+1 415 555 0100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +1-415-555-0100\n", NAME ":12: [twilio] from_number: '+1-415-555-0100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = ++14155550100\n", NAME ":12: [twilio] from_number: '++14155550100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +123456789012345678901234567890123\n", NAME ":12: [twilio] from_number: longer than 32 bytes\n" },
+	{ "[twilio]\nfrom_number =\n", NAME ":12: [twilio] from_number: needs a value\n" },
+	{ "[twilio]\nmessaging_service_sid = MG0123456789ABCDEF0123456789abcdef\n", NAME ":12: [twilio] messaging_service_sid: 'MG0123456789ABCDEF0123456789abcdef' is not a messaging service SID (MG and 32 lower-case hex digits)\n" },
+	{ "[twilio]\nmessaging_service_sid = AC0123456789abcdef0123456789abcdef\n", NAME ":12: [twilio] messaging_service_sid: 'AC0123456789abcdef0123456789abcdef' is not a messaging service SID (MG and 32 lower-case hex digits)\n" },
+	{ "[twilio]\nmessaging_service_sid = MG0123456789abcdef0123456789abcdef0\n", NAME ":12: [twilio] messaging_service_sid: longer than 34 bytes\n" },
+	{ "[twilio]\nmessaging_service_sid = mg0123456789abcdef0123456789abcdef\n", NAME ":12: [twilio] messaging_service_sid: 'mg0123456789abcdef0123456789abcdef' is not a messaging service SID (MG and 32 lower-case hex digits)\n" },
+	{ "[twilio]\napi_key_secret_file = k\napi_key_sid = SK0123\n", NAME ":13: [twilio] api_key_sid: 'SK0123' is not an API key SID (SK and 32 lower-case hex digits)\n" },
+	{ "[twilio]\napi_key_secret_file = k\napi_key_sid = MG0123456789abcdef0123456789abcdef\n", NAME ":13: [twilio] api_key_sid: 'MG0123456789abcdef0123456789abcdef' is not an API key SID (SK and 32 lower-case hex digits)\n" },
+	{ "[twilio]\napi_key_secret_file = k\napi_key_sid = SK0123456789abcdef0123456789abcdeg\n", NAME ":13: [twilio] api_key_sid: 'SK0123456789abcdef0123456789abcdeg' is not an API key SID (SK and 32 lower-case hex digits)\n" },
+	{ "[twilio]\napi_key_sid = SK0123456789abcdef0123456789abcdef\napi_key_secret_file =\n", NAME ":13: [twilio] api_key_secret_file: needs a value\n" },
+	{ "[twilio]\napi_key_sid = SK0123456789abcdef0123456789abcdef\napi_key_secret =\n", NAME ":13: [twilio] api_key_secret: needs a value\n" },
+	{ "[twilio]\napi_ca_file =\n", NAME ":12: [twilio] api_ca_file: needs a value\n" },
+	{ "[twilio]\nstatus_route = sms/status\n", NAME ":12: [twilio] status_route: 'sms/status' must start with '/'\n" },
+	{ "[twilio]\nstatus_route = /sms/status#x\n", NAME ":12: [twilio] status_route: '/sms/status#x' must be a plain path: no spaces, '?' or '#'\n" },
+	{ "[twilio]\nstatus_route = /healthz\n", NAME ":12: [twilio] status_route: /healthz is a built-in route\n" },
+	{ "[twilio]\nstatus_route =\n", NAME ":12: [twilio] status_route: needs a value\n" },
+	/* [twilio]: one sender; an API key only with its secret. */
+	{ "[twilio]\nfrom_number = +14155550100\nmessaging_service_sid = MG0123456789abcdef0123456789abcdef\n", NAME ":13: [twilio] messaging_service_sid: set from_number or messaging_service_sid, not both\n" },
+	{ "[twilio]\nmessaging_service_sid = MG0123456789abcdef0123456789abcdef\nfrom_number = +14155550100\n", NAME ":13: [twilio] from_number: set from_number or messaging_service_sid, not both\n" },
+	{ "[twilio]\napi_key_sid = SK0123456789abcdef0123456789abcdef\n", NAME ":4: [twilio] api_key_secret_file: required with api_key_sid (or api_key_secret inline)\n" },
+	{ "[twilio]\napi_key_sid = SK0123\n", NAME ":12: [twilio] api_key_sid: 'SK0123' is not an API key SID (SK and 32 lower-case hex digits)\n" NAME ":4: [twilio] api_key_secret_file: required with api_key_sid (or api_key_secret inline)\n" },
+	{ "[twilio]\napi_key_secret_file = api-key-secret\n", NAME ":4: [twilio] api_key_sid: required with api_key_secret_file\n" },
+	{ "[twilio]\napi_key_secret = s3cret\n", NAME ":4: [twilio] api_key_sid: required with api_key_secret\n" },
+	{ "[twilio]\napi_key_sid = SK0123456789abcdef0123456789abcdef\napi_key_secret = s\napi_key_secret_file = f\n", NAME ":14: [twilio] api_key_secret_file: set api_key_secret_file or api_key_secret, not both\n" },
+	/* [pin] */
+	{ "[pin]\nroute = sms/pin\n", NAME ":12: [pin] route: 'sms/pin' must start with '/'\n" },
+	{ "[pin]\nroute = /sms/pin?x\n", NAME ":12: [pin] route: '/sms/pin?x' must be a plain path: no spaces, '?' or '#'\n" },
+	{ "[pin]\nroute = /readyz\n", NAME ":12: [pin] route: /readyz is a built-in route\n" },
+	{ "[pin]\nroute =\n", NAME ":12: [pin] route: needs a value\n" },
+	{ "[pin]\ndigits = 3\n", NAME ":12: [pin] digits: '3' is out of range (4 to 10)\n" },
+	{ "[pin]\ndigits = 11\n", NAME ":12: [pin] digits: '11' is out of range (4 to 10)\n" },
+	{ "[pin]\ndigits = six\n", NAME ":12: [pin] digits: 'six' is not a whole number\n" },
+	{ "[pin]\nttl = 59s\n", NAME ":12: [pin] ttl: '59s' is out of range (1m to 1h)\n" },
+	{ "[pin]\nttl = 61m\n", NAME ":12: [pin] ttl: '61m' is out of range (1m to 1h)\n" },
+	{ "[pin]\nttl = 10 m\n", NAME ":12: [pin] ttl: '10 m' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[pin]\nmax_attempts = 0\n", NAME ":12: [pin] max_attempts: '0' is out of range (1 to 20)\n" },
+	{ "[pin]\nmax_attempts = 21\n", NAME ":12: [pin] max_attempts: '21' is out of range (1 to 20)\n" },
+	{ "[pin]\nmessage = Your code\n", NAME ":12: [pin] message: must contain {pin}\n" },
+	{ "[pin]\nmessage = Your code {PIN}\n", NAME ":12: [pin] message: must contain {pin}\n" },
+	{ "[pin]\nmessage =\n", NAME ":12: [pin] message: needs a value\n" },
+	{ "[pin]\nmessage = {pin} \xff\n", NAME ":12: [pin] message: is not valid UTF-8\n" },
+	{ "[pin]\nlink = {pin}\n", NAME ":12: [pin] link: unknown key\n" },
+	/* Routes share the public listener: each its own. */
+	{ "[pin]\nroute = /sms/reset\n", NAME ":12: [pin] route: same path as [reset] route\n" },
+	{ "[reset]\nroute = /sms/pin\n", NAME ":12: [reset] route: same path as [pin] route\n" },
+	{ "[twilio]\nstatus_route = /sms/pin\n", NAME ":12: [twilio] status_route: same path as [pin] route\n" },
+	{ "[pin]\nroute = /sms/status\n", NAME ":12: [pin] route: same path as [twilio] status_route\n" },
+	{ "[reset]\nroute = /x\n[pin]\nroute = /x\n", NAME ":14: [pin] route: same path as [reset] route\n" },
+	{ "[pin]\nroute = /x\n[reset]\nroute = /x\n[twilio]\nstatus_route = /x\n",
+	  NAME ":16: [twilio] status_route: same path as [reset] route\n"
+	  NAME ":14: [reset] route: same path as [pin] route\n" },
+	{ "[pin]\nroute = /healthz\n[reset]\nroute = /healthz\n",
+	  NAME ":14: [reset] route: /healthz is a built-in route\n"
+	  NAME ":12: [pin] route: /healthz is a built-in route\n" },
+	/* [limits]: rates. */
+	{ "[limits]\nreset_per_number = 3\n", NAME ":12: [limits] reset_per_number: '3' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3/\n", NAME ":12: [limits] reset_per_number: '3/' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = /1h\n", NAME ":12: [limits] reset_per_number: '/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3 / 1h\n", NAME ":12: [limits] reset_per_number: '3 / 1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = -3/1h\n", NAME ":12: [limits] reset_per_number: '-3/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = +3/1h\n", NAME ":12: [limits] reset_per_number: '+3/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3/1d\n", NAME ":12: [limits] reset_per_number: '3/1d' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3/1h30m\n", NAME ":12: [limits] reset_per_number: '3/1h30m' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3/h\n", NAME ":12: [limits] reset_per_number: '3/h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3k/1h\n", NAME ":12: [limits] reset_per_number: '3k/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3/1h/2\n", NAME ":12: [limits] reset_per_number: '3/1h/2' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = none\n", NAME ":12: [limits] reset_per_number: 'none' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 0\n", NAME ":12: [limits] reset_per_number: '0' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 123456789012345678901234/1h\n", NAME ":12: [limits] reset_per_number: '123456789012345678901234/1h' is out of range (count 1 to 1000000, or off)\n" },
+	{ "[limits]\nreset_per_number =\n", NAME ":12: [limits] reset_per_number: needs a value\n" },
+	{ "[limits]\npin_per_number = 0/1h\n", NAME ":12: [limits] pin_per_number: '0/1h' is out of range (count 1 to 1000000, or off)\n" },
+	{ "[limits]\npin_per_number = 1000001/1h\n", NAME ":12: [limits] pin_per_number: '1000001/1h' is out of range (count 1 to 1000000, or off)\n" },
+	{ "[limits]\npin_per_number = 99999999999999999999/1h\n", NAME ":12: [limits] pin_per_number: '99999999999999999999/1h' is out of range (count 1 to 1000000, or off)\n" },
+	{ "[limits]\noutbound_budget = 5/0s\n", NAME ":12: [limits] outbound_budget: '5/0s' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/0\n", NAME ":12: [limits] outbound_budget: '5/0' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/169h\n", NAME ":12: [limits] outbound_budget: '5/169h' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/604801\n", NAME ":12: [limits] outbound_budget: '5/604801' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/18446744073709551615h\n", NAME ":12: [limits] outbound_budget: '5/18446744073709551615h' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/99999999999999999999\n", NAME ":12: [limits] outbound_budget: '5/99999999999999999999' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/1h\noutbound_budget = off\n", NAME ":13: [limits] outbound_budget: duplicate key (first set on line 12)\n" },
 	{ "[log]\nlevel = loud\n", NAME ":12: [log] level: 'loud' is not a log level (debug, info, warn, error)\n" },
 	/* Structure. */
 	{ "[server]\nport = 8443\n", NAME ":12: [server] port: unknown key\n" },
 	{ "[server]\napi_base_url = x\n", NAME ":12: [server] api_base_url: unknown key\n" },
-	{ "[limits]\nreset_per_number = 3/1h\nother = 1\n", NAME ":11: [limits]: unknown section\n" },
+	{ "[limits]\nreset_per_number = 3/1h\nother = 1\n", NAME ":13: [limits] other: unknown key\n" },
+	{ "[pins]\n", NAME ":11: [pins]: unknown section\n" },
 	{ "[Server]\n", NAME ":11: [Server]: unknown section\n" },
 	{ "[ server ]\n", NAME ":11: [ server ]: unknown section\n" },
 	{ "[server\nthreads = 1\n", NAME ":11: section header without ']'\n" },
@@ -539,6 +657,161 @@ test_public_url(void **state)
 	}
 }
 
+static const struct {
+	const char	*value;
+	unsigned	 count, window;
+} rates[] = {
+	{ "3/1h", 3, 3600 }, { "1000/1h", 1000, 3600 }, { "5/30m", 5, 1800 },
+	{ "10/90s", 10, 90 }, { "1/1", 1, 1 }, { "1/1s", 1, 1 },
+	{ "7/60", 7, 60 }, { "007/010m", 7, 600 },
+	{ "1000000/168h", 1000000, 604800 }, { "2/604800", 2, 604800 },
+	{ "off", 0, 0 }, { "OFF", 0, 0 }, { "Off", 0, 0 },
+};
+
+static void
+test_rates(void **state)
+{
+	char		 extra[128];
+	struct config	*c;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(rates); i++) {
+		(void)snprintf(extra, sizeof(extra), "[limits]\n"
+		    "reset_per_number = %s\npin_per_number = %s ; note\n"
+		    "outbound_budget: %s\n", rates[i].value, rates[i].value,
+		    rates[i].value);
+		c = parse_ok(extra);
+		assert_int_equal(c->limit_reset_per_number.count, rates[i].count);
+		assert_int_equal(c->limit_reset_per_number.window, rates[i].window);
+		assert_int_equal(c->limit_pin_per_number.count, rates[i].count);
+		assert_int_equal(c->limit_pin_per_number.window, rates[i].window);
+		assert_int_equal(c->limit_outbound_budget.count, rates[i].count);
+		assert_int_equal(c->limit_outbound_budget.window, rates[i].window);
+		config_free(c);
+	}
+	/* Keys left out keep their defaults. */
+	c = parse_ok("[limits]\npin_per_number = off\n");
+	assert_int_equal(c->limit_pin_per_number.count, 0);
+	assert_int_equal(c->limit_reset_per_number.count, DEFAULT_RESET_PER_NUMBER);
+	assert_int_equal(c->limit_reset_per_number.window, DEFAULT_LIMIT_WINDOW);
+	assert_int_equal(c->limit_outbound_budget.count, DEFAULT_OUTBOUND_BUDGET);
+	config_free(c);
+}
+
+static const struct {
+	const char	*value;
+	const char	*stored;
+} api_urls[] = {
+	{ "https://api.twilio.com", "https://api.twilio.com" },
+	{ "https://api.twilio.com/", "https://api.twilio.com" },
+	{ "https://127.0.0.1:8444", "https://127.0.0.1:8444" },
+	{ "https://[::1]:8444//", "https://[::1]:8444" },
+	{ "https://twilio-proxy.example.com:443/twilio/", "https://twilio-proxy.example.com:443/twilio" },
+};
+
+static const struct {
+	const char	*value;
+} phones[] = {
+	{ "+14155550100" }, { "+12" }, { "+123456789012345" }, { "+447700900123" },
+};
+
+/* [twilio] keys of the Messages API, accepted and stored as given. */
+static void
+test_twilio_api(void **state)
+{
+	char		 extra[256];
+	struct config	*c;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(api_urls); i++) {
+		(void)snprintf(extra, sizeof(extra), "[twilio]\napi_base_url = %s\n",
+		    api_urls[i].value);
+		c = parse_ok(extra);
+		assert_string_equal(c->api_base_url, api_urls[i].stored);
+		config_free(c);
+	}
+	for (size_t i = 0; i < NELEM(phones); i++) {
+		(void)snprintf(extra, sizeof(extra), "[twilio]\nfrom_number = %s\n",
+		    phones[i].value);
+		c = parse_ok(extra);
+		assert_string_equal(c->from_number, phones[i].value);
+		assert_null(c->messaging_service_sid);
+		config_free(c);
+	}
+	c = parse_ok("[twilio]\nmessaging_service_sid = MG0123456789abcdef0123456789abcdef\n"
+	    "api_key_sid = SKfedcba9876543210fedcba9876543210\n"
+	    "api_key_secret_file = api-key-secret\napi_ca_file = ca.pem\n"
+	    "status_route = /hooks/status\n");
+	assert_null(c->from_number);
+	assert_string_equal(c->messaging_service_sid, "MG0123456789abcdef0123456789abcdef");
+	assert_string_equal(c->api_key_sid, "SKfedcba9876543210fedcba9876543210");
+	assert_string_equal(c->api_key_secret_file, "api-key-secret");
+	assert_null(c->api_key_secret.data);	/* read by config_load */
+	assert_string_equal(c->api_ca_file, "ca.pem");
+	assert_string_equal(c->status_route, "/hooks/status");
+	assert_int_equal(c->inline_secret_line, 0);
+	config_free(c);
+
+	/* Inline, the secret lands in sodium memory and counts as inline. */
+	c = parse_ok("[twilio]\napi_key_secret = k3y ; comment\n"
+	    "api_key_sid = SK0123456789abcdef0123456789abcdef\n");
+	assert_string_equal(c->api_key_secret.data, "k3y");
+	assert_int_equal(c->api_key_secret.len, 3);
+	assert_null(c->api_key_secret_file);
+	assert_int_equal(c->inline_secret_line, 12);
+	config_free(c);
+
+	/* No sender at all is valid: the daemon then leaves the PIN flow off. */
+	c = parse_ok("[pin]\ndigits = 8\n");
+	assert_null(c->from_number);
+	assert_null(c->messaging_service_sid);
+	config_free(c);
+}
+
+static void
+test_pin(void **state)
+{
+	struct config	*c;
+	char		 extra[4096], tpl[MAX_TEMPLATE_LEN + 1];
+
+	(void)state;
+	c = parse_ok("[pin]\nroute = /hooks/pin\ndigits = 4\nttl = 1m\n"
+	    "max_attempts = 1\nmessage = Code: {pin} (valid 1 minute)\n");
+	assert_string_equal(c->pin_route, "/hooks/pin");
+	assert_int_equal(c->pin_digits, 4);
+	assert_int_equal(c->pin_ttl, 60);
+	assert_int_equal(c->pin_max_attempts, 1);
+	assert_string_equal(c->pin_message, "Code: {pin} (valid 1 minute)");
+	config_free(c);
+
+	c = parse_ok("[pin]\ndigits = 10\nttl = 3600\nmax_attempts = 20\n"
+	    "message = {pin}\n");
+	assert_int_equal(c->pin_digits, 10);
+	assert_int_equal(c->pin_ttl, 3600);
+	assert_int_equal(c->pin_max_attempts, 20);
+	assert_string_equal(c->pin_message, "{pin}");
+	config_free(c);
+
+	/* Routes may be anything distinct, whatever the section order. */
+	c = parse_ok("[pin]\nroute = /a\n[reset]\nroute = /b\n"
+	    "[twilio]\nstatus_route = /c\n");
+	assert_string_equal(c->pin_route, "/a");
+	assert_string_equal(c->reset_route, "/b");
+	assert_string_equal(c->status_route, "/c");
+	config_free(c);
+
+	memset(tpl, 'x', sizeof(tpl) - 1);
+	memcpy(tpl + 10, "{pin}", 5);
+	tpl[MAX_TEMPLATE_LEN] = '\0';
+	(void)snprintf(extra, sizeof(extra), "[pin]\nmessage = %s\n", tpl);
+	c = parse_ok(extra);
+	assert_int_equal(strlen(c->pin_message), MAX_TEMPLATE_LEN);
+	config_free(c);
+	(void)snprintf(extra, sizeof(extra), "%s[pin]\nmessage = %sx\n",
+	    MINIMAL, tpl);
+	expect(extra, NAME ":12: [pin] message: longer than 1024 bytes\n");
+}
+
 /* inih's syntax as we keep it: ':' separator, ';' comments, CRLF, BOM. */
 static void
 test_syntax(void **state)
@@ -696,7 +969,7 @@ rm_dir(const char *dir)
 {
 	static const char *const names[] = {
 		"t.ini", "auth-token", "admin-token", "cert.pem", "big", "empty",
-		"blank",
+		"blank", "api-key-secret", "ca.pem",
 	};
 	char	path[256];
 
@@ -884,6 +1157,77 @@ test_load_missing_file(void **state)
 	buf_free(&errs);
 }
 
+/* The API key secret: a *_file secret like the auth token, or inline. */
+static void
+test_load_api_key_secret(void **state)
+{
+	struct tmp	*t = *state;
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+	char		 want[512];
+
+	put(t->dir, "t.ini", MINIMAL "[twilio]\n"
+	    "api_key_sid = SK0123456789abcdef0123456789abcdef\n"
+	    "api_key_secret_file = api-key-secret\napi_ca_file = ca.pem\n", 0644);
+	put(t->dir, "auth-token", "tok\n", 0600);
+	put(t->dir, "admin-token", "adm\n", 0600);
+	put(t->dir, "api-key-secret", "k3yS3cret \n", 0600);
+	if (config_load(t->ini, &c, &errs) != 0)
+		fail_msg("%s", errs.data);
+	assert_string_equal(c->api_key_secret.data, "k3yS3cret");
+	assert_int_equal(c->api_key_secret.len, 9);
+	(void)snprintf(want, sizeof(want), "%s/api-key-secret", t->dir);
+	assert_string_equal(c->api_key_secret_file, want);
+	(void)snprintf(want, sizeof(want), "%s/ca.pem", t->dir);
+	assert_string_equal(c->api_ca_file, want);
+	config_free(c);
+
+	/*
+	 * Under systemd: the secret from the credentials directory only, the
+	 * CA from there when it is present.
+	 */
+	put(t->cred, "auth-token", "tok\n", 0600);
+	put(t->cred, "admin-token", "adm\n", 0600);
+	put(t->cred, "api-key-secret", "from-credentials\n", 0600);
+	put(t->cred, "ca.pem", "x\n", 0600);
+	assert_int_equal(setenv("CREDENTIALS_DIRECTORY", t->cred, 1), 0);
+	if (config_load(t->ini, &c, &errs) != 0)
+		fail_msg("%s", errs.data);
+	assert_string_equal(c->api_key_secret.data, "from-credentials");
+	(void)snprintf(want, sizeof(want), "%s/ca.pem", t->cred);
+	assert_string_equal(c->api_ca_file, want);
+	config_free(c);
+	unsetenv("CREDENTIALS_DIRECTORY");
+
+	/* An empty secret file is an error at the key's line. */
+	put(t->dir, "api-key-secret", "\n", 0600);
+	assert_int_equal(config_load(t->ini, &c, &errs), -1);
+	assert_null(c);
+	(void)snprintf(want, sizeof(want), "%s:13: [twilio] api_key_secret_file: "
+	    "%s/api-key-secret: is empty\n", t->ini, t->dir);
+	assert_string_equal(errs.data, want);
+	buf_reset(&errs);
+
+	/* Inline: only in a 0600 config file. */
+	put(t->dir, "t.ini", MINIMAL "[twilio]\n"
+	    "api_key_sid = SK0123456789abcdef0123456789abcdef\n"
+	    "api_key_secret = inl1ne\n", 0640);
+	assert_int_equal(config_load(t->ini, &c, &errs), -1);
+	(void)snprintf(want, sizeof(want), "%s:13: [twilio] api_key_secret: "
+	    "inline secret needs the config file to be mode 0600 or stricter\n",
+	    t->ini);
+	assert_string_equal(errs.data, want);
+	buf_reset(&errs);
+	assert_int_equal(chmod(t->ini, 0600), 0);
+	if (config_load(t->ini, &c, &errs) != 0)
+		fail_msg("%s", errs.data);
+	assert_string_equal(c->api_key_secret.data, "inl1ne");
+	assert_null(c->api_key_secret_file);
+	assert_int_equal(c->inline_secret_line, 13);
+	config_free(c);
+	buf_free(&errs);
+}
+
 /* Parse errors and file errors are reported together. */
 static void
 test_load_all_errors(void **state)
@@ -946,6 +1290,9 @@ main(void)
 		cmocka_unit_test(test_bools),
 		cmocka_unit_test(test_cidrs),
 		cmocka_unit_test(test_public_url),
+		cmocka_unit_test(test_rates),
+		cmocka_unit_test(test_twilio_api),
+		cmocka_unit_test(test_pin),
 		cmocka_unit_test(test_syntax),
 		cmocka_unit_test(test_long_lines),
 		cmocka_unit_test(test_inline_secret_parse),
@@ -955,6 +1302,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_load_inline_mode, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_bad_secrets, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_missing_file, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_load_api_key_secret, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_all_errors, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_relative_path, tmp_setup, tmp_teardown),
 	};

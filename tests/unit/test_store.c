@@ -1,7 +1,10 @@
 /*
- * store_sqlite.c against store.h, each test on a fresh database in its own
- * mkdtemp directory: users, idempotency claims (including stale takeover and
- * racing threads), single-use tokens (including a redeem race) and purge.
+ * The SQLite backend against store.h, each test on a fresh database in its
+ * own mkdtemp directory: schema migration, users, idempotency claims
+ * (including stale takeover and racing threads), rate limits, single-use
+ * tokens (including a redeem race), PINs, the outbox (including racing
+ * leasers) and purge. Tables are also read over a separate connection, as
+ * the integration tests do.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +33,7 @@ struct fx {
 	char		 dir[64];
 	char		 db[128];
 	struct store	*s;
+	unsigned	 queued;	/* messages enqueue() made */
 };
 
 static int
@@ -80,6 +84,36 @@ hash_of(uint8_t h[STORE_HASH_BYTES], unsigned n)
 	memset(h, 0, STORE_HASH_BYTES);
 	memcpy(h, &n, sizeof(n));
 }
+
+/*
+ * The first column of the first row of sql on db, over a connection of its
+ * own: "NULL" for NULL, "" for no row. Returns out.
+ */
+static const char *
+q(const char *db, const char *sql, char out[256])
+{
+	sqlite3		*h;
+	sqlite3_stmt	*st;
+
+	assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL),
+	    SQLITE_OK);
+	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(h));
+	out[0] = '\0';
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+
+		snprintf(out, 256, "%s", t != NULL ? (const char *)t : "NULL");
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return out;
+}
+
+#define assert_sql(f, sql, want) do {					\
+	char	out_[256];						\
+	assert_string_equal(q((f)->db, (sql), out_), (want));		\
+} while (0)
 
 static void
 test_open_file_private_and_reopen(void **state)
@@ -232,6 +266,21 @@ claim(struct store *s, const char *key, int64_t now, enum store_claim_state want
 	assert_int_equal(c->state, want);
 }
 
+/* store_reset_finish on ROUTE without limits. */
+static int
+reset_finish(struct store *s, const char *key, int outcome, const uint8_t *hash,
+    const char *user_id, int64_t expires_at, int64_t now)
+{
+	int	limited_by = -2;
+	int	rc;
+
+	rc = store_reset_finish(s, ROUTE, key, outcome, hash, user_id, expires_at,
+	    now, NULL, 0, &limited_by);
+	if (rc == 0)
+		assert_int_equal(limited_by, -1);
+	return rc;
+}
+
 static void
 test_claim_finish(void **state)
 {
@@ -245,7 +294,7 @@ test_claim_finish(void **state)
 	/* Same key on another route is another webhook. */
 	assert_int_equal(store_claim(f->s, "/sms/pin", "SM1", T0, STALE, &c), 0);
 	assert_int_equal(c.state, STORE_CLAIM_NEW);
-	assert_int_equal(store_reset_finish(f->s, ROUTE, "SM1", 7, h, "alice",
+	assert_int_equal(reset_finish(f->s, "SM1", 7, h, "alice",
 	    T0 + 900, T0 + 2), 0);
 	claim(f->s, "SM1", T0 + 3, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 7);
@@ -256,7 +305,7 @@ test_claim_finish(void **state)
 
 	/* Unknown number: DONE without user or token. */
 	claim(f->s, "SM2", T0, STORE_CLAIM_NEW, &c);
-	assert_int_equal(store_reset_finish(f->s, ROUTE, "SM2", 3, NULL, NULL,
+	assert_int_equal(reset_finish(f->s, "SM2", 3, NULL, NULL,
 	    0, T0), 0);
 	claim(f->s, "SM2", T0 + 1, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 3);
@@ -275,15 +324,15 @@ test_finish_needs_running_claim(void **state)
 
 	hash_of(h, 2);
 	/* Never claimed: nothing written, no token. */
-	assert_int_equal(store_reset_finish(f->s, ROUTE, "SM9", 1, h, "alice",
+	assert_int_equal(reset_finish(f->s, "SM9", 1, h, "alice",
 	    T0 + 900, T0), -1);
 	assert_int_equal(store_token_redeem(f->s, h, T0, &r, &uid), 0);
 	assert_int_equal(r, STORE_REDEEM_UNKNOWN);
 	/* Finished twice: the second changes nothing. */
 	claim(f->s, "SM9", T0, STORE_CLAIM_NEW, &c);
-	assert_int_equal(store_reset_finish(f->s, ROUTE, "SM9", 1, NULL, NULL,
+	assert_int_equal(reset_finish(f->s, "SM9", 1, NULL, NULL,
 	    0, T0), 0);
-	assert_int_equal(store_reset_finish(f->s, ROUTE, "SM9", 2, h, "alice",
+	assert_int_equal(reset_finish(f->s, "SM9", 2, h, "alice",
 	    T0 + 900, T0), -1);
 	claim(f->s, "SM9", T0, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 1);
@@ -332,7 +381,7 @@ test_claim_release(void **state)
 	assert_int_equal(store_claim_release(f->s, ROUTE, "SM1"), 0);
 	claim(f->s, "SM1", T0 + 1, STORE_CLAIM_NEW, &c);
 	/* Release never drops a finished record. */
-	assert_int_equal(store_reset_finish(f->s, ROUTE, "SM1", 5, NULL, NULL,
+	assert_int_equal(reset_finish(f->s, "SM1", 5, NULL, NULL,
 	    0, T0 + 1), 0);
 	assert_int_equal(store_claim_release(f->s, ROUTE, "SM1"), 0);
 	claim(f->s, "SM1", T0 + 2, STORE_CLAIM_DONE, &c);
@@ -349,7 +398,7 @@ issue(struct store *s, const char *key, unsigned n, const char *user,
 
 	hash_of(h, n);
 	claim(s, key, T0, STORE_CLAIM_NEW, &c);
-	assert_int_equal(store_reset_finish(s, ROUTE, key, 1, h, user,
+	assert_int_equal(reset_finish(s, key, 1, h, user,
 	    expires_at, T0), 0);
 	buf_free(&c.user_id);
 }
@@ -409,7 +458,7 @@ test_purge(void **state)
 	issue(f->s, "old", 1, "alice", T0 + 900);		/* finished at T0 */
 	claim(f->s, "abandoned", T0, STORE_CLAIM_NEW, &c);	/* never finished */
 	claim(f->s, "recent", now - 50, STORE_CLAIM_NEW, &c);
-	assert_int_equal(store_reset_finish(f->s, ROUTE, "recent", 1, NULL, NULL,
+	assert_int_equal(reset_finish(f->s, "recent", 1, NULL, NULL,
 	    0, now - 50), 0);
 	claim(f->s, "running", now - 10, STORE_CLAIM_NEW, &c);
 	issue(f->s, "SMt", 2, "bob", now - 3600);		/* expired an hour ago */
@@ -522,8 +571,10 @@ test_concurrent_claims(void **state)
 	struct fx	*f = *state;
 	struct racer	 r[THREADS];
 	char		 key[16];
+	const int	 base = conns_on(f->db);
 
-	assert_int_equal(conns_on(f->db), 1);	/* this thread's connection */
+	/* This thread's connection and the checkpointer's. */
+	assert_int_equal(base, 2);
 	for (int round = 0; round < ROUNDS; round++) {
 		int fresh = 0, running = 0;
 
@@ -537,7 +588,7 @@ test_concurrent_claims(void **state)
 		assert_int_equal(fresh, 1);
 		assert_int_equal(running, THREADS - 1);
 		/* Each racer's connection closed when its thread exited. */
-		assert_int_equal(conns_on(f->db), 1);
+		assert_int_equal(conns_on(f->db), base);
 	}
 }
 
@@ -569,6 +620,711 @@ test_concurrent_redeem(void **state)
 	}
 }
 
+/* Release 0.1.0's schema and some of its data, at user_version 1. */
+static const char v1_database[] =
+	"PRAGMA journal_mode = WAL;"
+	"CREATE TABLE users (phone TEXT PRIMARY KEY NOT NULL, user_id TEXT NOT NULL);"
+	"CREATE TABLE webhooks (route TEXT NOT NULL, key TEXT NOT NULL,"
+	"  state INTEGER NOT NULL, outcome INTEGER, user_id TEXT,"
+	"  started_at INTEGER NOT NULL, finished_at INTEGER, PRIMARY KEY (route, key));"
+	"CREATE INDEX webhooks_finished ON webhooks (finished_at)"
+	"  WHERE finished_at IS NOT NULL;"
+	"CREATE INDEX webhooks_running ON webhooks (started_at) WHERE state = 1;"
+	"CREATE TABLE reset_tokens ("
+	"  hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),"
+	"  user_id TEXT NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER,"
+	"  created_at INTEGER NOT NULL);"
+	"CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);"
+	"PRAGMA user_version = 1;"
+	"INSERT INTO users VALUES ('+15550000001', 'alice');"
+	"INSERT INTO webhooks VALUES ('/sms/reset', 'SMold', 2, 7, 'alice',"
+	"  1700000000, 1700000001);"
+	"INSERT INTO reset_tokens VALUES ("
+	"  X'0100000000000000000000000000000000000000000000000000000000000000',"
+	"  'alice', 1700000900, NULL, 1700000000);";
+
+/* The columns integration tests read, in order. */
+static const struct {
+	const char	*table;
+	const char	*columns;
+} v2_tables[] = {
+	{ "pins", "user_id,phone,hash,expires_at,attempts,created_at" },
+	{ "outbox", "id,to_phone,body,status,attempts,next_attempt_at,lease_until,"
+	    "expires_at,twilio_sid,http_status,error_code,delivery_status,"
+	    "created_at,sent_at" },
+	{ "rate_limits", "key,window_start,count" },
+};
+
+static void
+check_v2_schema(const char *db)
+{
+	char	sql[256], out[256];
+
+	assert_string_equal(q(db, "PRAGMA user_version", out), "2");
+	for (size_t i = 0; i < sizeof(v2_tables) / sizeof(v2_tables[0]); i++) {
+		snprintf(sql, sizeof(sql), "SELECT group_concat(name, ',') FROM"
+		    " (SELECT name FROM pragma_table_info('%s') ORDER BY cid)",
+		    v2_tables[i].table);
+		assert_string_equal(q(db, sql, out), v2_tables[i].columns);
+	}
+}
+
+static void
+test_migrate_v1(void **state)
+{
+	struct fx		*f = *state;
+	struct store		*s;
+	struct store_claim	 c = { .user_id = BUF_INIT };
+	struct buf		 uid = BUF_INIT;
+	enum store_redeem	 r;
+	sqlite3			*db;
+	uint8_t			 h[STORE_HASH_BYTES];
+	char			 path[160], err[256];
+
+	check_v2_schema(f->db);
+	snprintf(path, sizeof(path), "%s/v1.db", f->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v1_database, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
+	check_v2_schema(path);
+	/* The old release's rows are all still there. */
+	check_lookups(s, (const struct lookup_case[]){ { "+15550000001", "alice" } }, 1);
+	claim(s, "SMold", T0 + 5, STORE_CLAIM_DONE, &c);
+	assert_int_equal(c.outcome, 7);
+	assert_string_equal(c.user_id.data, "alice");
+	hash_of(h, 1);
+	assert_int_equal(store_token_redeem(s, h, T0 + 5, &r, &uid), 0);
+	assert_int_equal(r, STORE_REDEEM_OK);
+	store_close(s);
+	/* Opening a migrated database again changes nothing. */
+	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
+	check_v2_schema(path);
+	store_close(s);
+	buf_free(&c.user_id);
+	buf_free(&uid);
+}
+
+static const struct store_limit limit_defs[] = {
+	{ "reset:+15550000001", 2, 100 },	/* 0 */
+	{ "outbound", 3, 1000 },		/* 1 */
+	{ "reset:+15550000002", 2, 10000 },	/* 2 */
+	{ "reset:+15550000003", 0, 100 },	/* 3: off */
+};
+
+struct limit_step {
+	int64_t		 at;
+	size_t		 n;
+	unsigned	 use[2];	/* indexes into limit_defs */
+	int		 want;		/* limited_by */
+};
+
+static const struct limit_step limit_steps[] = {
+	{ T0, 2, { 0, 1 }, -1 },
+	{ T0 + 10, 2, { 0, 1 }, -1 },
+	{ T0 + 20, 2, { 0, 1 }, 0 },		/* 0 exhausted; 1 not counted */
+	{ T0 + 99, 2, { 1, 0 }, 1 },		/* the index in this call */
+	{ T0 + 100, 2, { 0, 1 }, -1 },		/* 0's window ended: restarts */
+	{ T0 + 110, 2, { 2, 1 }, 1 },		/* 1 exhausted; 2 not counted */
+	{ T0 + 120, 2, { 3, 2 }, -1 },		/* 2 starts here */
+	{ T0 + 1000, 2, { 2, 1 }, -1 },		/* 1 restarts; 2 at 2 */
+	{ T0 + 1001, 2, { 3, 2 }, 1 },
+	{ T0 + 1002, 1, { 3 }, -1 },		/* off: never limited */
+	{ T0 + 1003, 1, { 3 }, -1 },
+	{ T0 + 1004, 1, { 3 }, -1 },
+};
+
+static void
+test_limits(void **state)
+{
+	struct fx		*f = *state;
+	struct store_claim	 c = { .user_id = BUF_INIT };
+	struct buf		 uid = BUF_INIT;
+	struct store_limit	 lim[2];
+	enum store_redeem	 r;
+	uint8_t			 h[STORE_HASH_BYTES];
+	char			 key[16];
+	int			 by;
+
+	for (size_t i = 0; i < sizeof(limit_steps) / sizeof(limit_steps[0]); i++) {
+		const struct limit_step *st = &limit_steps[i];
+
+		for (size_t j = 0; j < st->n; j++)
+			lim[j] = limit_defs[st->use[j]];
+		snprintf(key, sizeof(key), "SM%zu", i);
+		hash_of(h, 100 + (unsigned)i);
+		claim(f->s, key, st->at, STORE_CLAIM_NEW, &c);
+		assert_int_equal(store_reset_finish(f->s, ROUTE, key, 1, h, "alice",
+		    T0 + 5000, st->at, lim, st->n, &by), 0);
+		if (by != st->want)
+			fail_msg("step %zu: limited_by %d, want %d", i, by, st->want);
+		/* A limited webhook is answered from its record, and issued nothing. */
+		claim(f->s, key, st->at + 1, STORE_CLAIM_DONE, &c);
+		assert_int_equal(c.outcome, st->want >= 0 ? STORE_OUTCOME_LIMITED : 1);
+		assert_int_equal(store_token_redeem(f->s, h, T0 + 1, &r, &uid), 0);
+		assert_int_equal(r, st->want >= 0 ? STORE_REDEEM_UNKNOWN : STORE_REDEEM_OK);
+	}
+	assert_sql(f, "SELECT group_concat(key || ' ' || (window_start - 1700000000)"
+	    " || ' ' || count, ',') FROM (SELECT * FROM rate_limits ORDER BY key)",
+	    "outbound 1000 1,reset:+15550000001 100 1,reset:+15550000002 120 2");
+	buf_free(&c.user_id);
+	buf_free(&uid);
+}
+
+#define PIN_ROUTE	"/sms/pin"
+#define PIN_TTL		600
+#define MAX_ATTEMPTS	3u
+
+/* Claim key on PIN_ROUTE and issue a PIN expiring PIN_TTL after now. */
+static int
+pin_issue(struct store *s, const char *key, const char *user, const char *phone,
+    unsigned hash, int64_t now, const struct store_limit *lim, size_t nlim)
+{
+	struct store_claim	c = { .user_id = BUF_INIT };
+	uint8_t			h[STORE_HASH_BYTES];
+	char			body[32];
+	struct store_pin	p = { user, phone, h, now + PIN_TTL, body };
+	int			by = -2;
+
+	hash_of(h, hash);
+	snprintf(body, sizeof(body), "code %u", hash);
+	assert_int_equal(store_claim(s, PIN_ROUTE, key, now, STALE, &c), 0);
+	assert_int_equal(c.state, STORE_CLAIM_NEW);
+	buf_free(&c.user_id);
+	assert_int_equal(store_pin_finish(s, PIN_ROUTE, key, 1, &p, now, lim, nlim,
+	    &by), 0);
+	return by;
+}
+
+static enum store_pin_check
+pin_check(struct store *s, const char *phone, unsigned hash, int64_t now,
+    struct buf *uid)
+{
+	enum store_pin_check	r;
+	uint8_t			h[STORE_HASH_BYTES];
+
+	hash_of(h, hash);
+	buf_reset(uid);
+	assert_int_equal(store_pin_verify(s, phone, h, MAX_ATTEMPTS, now, &r, uid), 0);
+	return r;
+}
+
+static void
+test_pin_finish(void **state)
+{
+	struct fx		*f = *state;
+	struct buf		 uid = BUF_INIT;
+	const struct store_limit lim = { "pin:+15550000001", 3, 3600 };
+
+	/* The PIN and its SMS, together. */
+	assert_int_equal(pin_issue(f->s, "SM1", "alice", "+15550000001", 1, T0,
+	    &lim, 1), -1);
+	assert_sql(f, "SELECT user_id || ' ' || phone || ' ' || length(hash) || ' '"
+	    " || (expires_at - created_at) || ' ' || attempts FROM pins",
+	    "alice +15550000001 32 600 0");
+	assert_sql(f, "SELECT id || ' ' || to_phone || ' ' || body || ' ' || status"
+	    " || ' ' || attempts || ' ' || (next_attempt_at - created_at) || ' '"
+	    " || (expires_at - created_at) || ' ' || (lease_until IS NULL) FROM outbox",
+	    "1 +15550000001 code 1 pending 0 0 600 1");
+	/* A new PIN replaces the old one and its wrong guesses. */
+	assert_int_equal(pin_check(f->s, "+15550000001", 9, T0 + 1, &uid),
+	    STORE_PIN_WRONG);
+	assert_int_equal(pin_issue(f->s, "SM2", "alice", "+15550000001", 2, T0 + 60,
+	    &lim, 1), -1);
+	assert_sql(f, "SELECT count(*) || ' ' || max(attempts) || ' '"
+	    " || max(created_at - 1700000000) FROM pins", "1 0 60");
+	assert_sql(f, "SELECT count(*) FROM outbox", "2");
+	assert_int_equal(pin_check(f->s, "+15550000001", 1, T0 + 61, &uid),
+	    STORE_PIN_WRONG);
+	assert_int_equal(pin_check(f->s, "+15550000001", 2, T0 + 62, &uid),
+	    STORE_PIN_OK);
+	buf_free(&uid);
+}
+
+static void
+test_pin_finish_all_or_nothing(void **state)
+{
+	struct fx		*f = *state;
+	struct store_claim	 c = { .user_id = BUF_INIT };
+	struct buf		 uid = BUF_INIT;
+	uint8_t			 h[STORE_HASH_BYTES];
+	const struct store_pin	 nouser = { NULL, "+15550000001", h, T0 + 600, "x" };
+	const struct store_limit lim = { "pin:+15550000001", 2, 3600 };
+	int			 by;
+
+	assert_int_equal(pin_issue(f->s, "SM1", "alice", "+15550000001", 1, T0,
+	    &lim, 1), -1);
+	/* A failing insert undoes the whole finish: claim, counter, rows. */
+	hash_of(h, 3);
+	assert_int_equal(store_claim(f->s, PIN_ROUTE, "SM3", T0, STALE, &c), 0);
+	assert_int_equal(store_pin_finish(f->s, PIN_ROUTE, "SM3", 1, &nouser, T0,
+	    &lim, 1, &by), -1);
+	assert_int_equal(store_claim(f->s, PIN_ROUTE, "SM3", T0 + 1, STALE, &c), 0);
+	assert_int_equal(c.state, STORE_CLAIM_RUNNING);
+	assert_sql(f, "SELECT count FROM rate_limits", "1");
+	assert_sql(f, "SELECT count(*) FROM outbox", "1");
+	/* Never claimed: nothing at all. */
+	assert_int_equal(store_pin_finish(f->s, PIN_ROUTE, "SM9", 1, &nouser, T0,
+	    &lim, 1, &by), -1);
+
+	/* Limited: the claim is answered, nothing queued, nothing counted. */
+	assert_int_equal(pin_issue(f->s, "SM4", "alice", "+15550000001", 4, T0 + 70,
+	    &lim, 1), -1);
+	assert_int_equal(pin_issue(f->s, "SM5", "alice", "+15550000001", 5, T0 + 80,
+	    &lim, 1), 0);
+	assert_sql(f, "SELECT count FROM rate_limits", "2");
+	assert_sql(f, "SELECT count(*) || ' ' || max(body) FROM outbox", "2 code 4");
+	assert_int_equal(pin_check(f->s, "+15550000001", 4, T0 + 81, &uid),
+	    STORE_PIN_OK);
+	assert_int_equal(store_claim(f->s, PIN_ROUTE, "SM5", T0 + 81, STALE, &c), 0);
+	assert_int_equal(c.state, STORE_CLAIM_DONE);
+	assert_int_equal(c.outcome, STORE_OUTCOME_LIMITED);
+	/* No PIN (an unknown number): the claim is done, nothing queued. */
+	assert_int_equal(store_claim(f->s, PIN_ROUTE, "SM6", T0, STALE, &c), 0);
+	assert_int_equal(store_pin_finish(f->s, PIN_ROUTE, "SM6", 0, NULL, T0 + 90,
+	    NULL, 0, &by), 0);
+	assert_int_equal(by, -1);
+	assert_sql(f, "SELECT count(*) FROM outbox", "2");
+	buf_free(&c.user_id);
+	buf_free(&uid);
+}
+
+struct verify_step {
+	const char		*phone;
+	unsigned		 hash;
+	int64_t			 now;
+	enum store_pin_check	 want;
+	const char		*user;
+};
+
+static const struct verify_step verify_steps[] = {
+	{ "+15550000001", 7, T0 + 1, STORE_PIN_OK, "alice" },
+	{ "+15550000001", 7, T0 + 2, STORE_PIN_NONE, NULL },	/* spent */
+	{ "+15550000002", 9, T0 + 1, STORE_PIN_WRONG, NULL },
+	{ "+15550000002", 9, T0 + 1, STORE_PIN_WRONG, NULL },
+	{ "+15550000002", 9, T0 + 1, STORE_PIN_WRONG, NULL },
+	{ "+15550000002", 8, T0 + 2, STORE_PIN_LOCKED, NULL },	/* even right */
+	{ "+15550000002", 9, T0 + 2, STORE_PIN_LOCKED, NULL },
+	{ "+15550000003", 5, T0 + PIN_TTL, STORE_PIN_NONE, NULL },	/* expired */
+	{ "+15550000003", 5, T0 + 1, STORE_PIN_NONE, NULL },	/* and dropped */
+	/* Two users on one phone: the newest PIN answers, then the other. */
+	{ "+15550000004", 10, T0 + 6, STORE_PIN_WRONG, NULL },
+	{ "+15550000004", 11, T0 + 6, STORE_PIN_OK, "erin" },
+	{ "+15550000004", 10, T0 + 7, STORE_PIN_OK, "dave" },
+	{ "+15550000009", 1, T0, STORE_PIN_NONE, NULL },
+};
+
+static void
+test_pin_verify(void **state)
+{
+	struct fx		*f = *state;
+	struct buf		 uid = BUF_INIT;
+	enum store_pin_check	 r;
+
+	assert_int_equal(pin_issue(f->s, "SM1", "alice", "+15550000001", 7, T0, NULL, 0), -1);
+	assert_int_equal(pin_issue(f->s, "SM2", "bob", "+15550000002", 8, T0, NULL, 0), -1);
+	assert_int_equal(pin_issue(f->s, "SM3", "carol", "+15550000003", 5, T0, NULL, 0), -1);
+	assert_int_equal(pin_issue(f->s, "SM4", "dave", "+15550000004", 10, T0, NULL, 0), -1);
+	assert_int_equal(pin_issue(f->s, "SM5", "erin", "+15550000004", 11, T0 + 5, NULL, 0), -1);
+	for (size_t i = 0; i < sizeof(verify_steps) / sizeof(verify_steps[0]); i++) {
+		const struct verify_step *st = &verify_steps[i];
+
+		r = pin_check(f->s, st->phone, st->hash, st->now, &uid);
+		if (r != st->want)
+			fail_msg("step %zu: got %d, want %d", i, r, st->want);
+		if (st->user != NULL)
+			assert_string_equal(uid.data, st->user);
+		else
+			assert_int_equal(uid.len, 0);
+	}
+	/* Locked guesses are not counted; a new PIN unlocks. */
+	assert_sql(f, "SELECT group_concat(user_id || ' ' || attempts) FROM pins",
+	    "bob 3");
+	assert_int_equal(pin_issue(f->s, "SM6", "bob", "+15550000002", 12, T0 + 10,
+	    NULL, 0), -1);
+	assert_int_equal(pin_check(f->s, "+15550000002", 12, T0 + 11, &uid),
+	    STORE_PIN_OK);
+	assert_string_equal(uid.data, "bob");
+	buf_free(&uid);
+}
+
+/*
+ * Queue n messages at now, for users u<k> with "code <k>" to +1555100<k>,
+ * k counting from 0 in each test: row id k + 1.
+ */
+static void
+enqueue(struct fx *f, unsigned n, int64_t now)
+{
+	char	key[16], user[16], phone[16];
+
+	for (unsigned i = 0; i < n; i++, f->queued++) {
+		snprintf(key, sizeof(key), "Q%u", f->queued);
+		snprintf(user, sizeof(user), "u%u", f->queued);
+		snprintf(phone, sizeof(phone), "+1555100%04u", f->queued % 10000);
+		assert_int_equal(pin_issue(f->s, key, user, phone, f->queued, now,
+		    NULL, 0), -1);
+	}
+}
+
+#define LEASE	30
+#define MSGS	16
+
+static size_t
+lease(struct store *s, int64_t now, size_t max, struct store_outbox_msg *m)
+{
+	size_t	n = 99;
+
+	assert_true(max <= MSGS);
+	assert_int_equal(store_outbox_lease(s, now, LEASE, m, max, &n), 0);
+	assert_true(n <= max);
+	return n;
+}
+
+static void
+msgs_free(struct store_outbox_msg *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		buf_free_secret(&m[i].body);
+}
+
+static int64_t
+depth(struct store *s)
+{
+	int64_t	d = -1;
+
+	assert_int_equal(store_outbox_depth(s, &d), 0);
+	return d;
+}
+
+static int
+msg_cmp(const void *a, const void *b)
+{
+	const struct store_outbox_msg *x = a, *y = b;
+
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static void
+test_outbox_lease(void **state)
+{
+	struct fx		*f = *state;
+	struct store_outbox_msg	 m[MSGS];
+	size_t			 n;
+	char			 want[32];
+
+	enqueue(f, 3, T0);
+	assert_int_equal(depth(f->s), 3);
+	assert_int_equal(lease(f->s, T0 - 1, MSGS, m), 0);	/* not due yet */
+	assert_int_equal(lease(f->s, T0, 0, m), 0);
+	/* Oldest first, up to max. */
+	n = lease(f->s, T0, 2, m);
+	assert_int_equal(n, 2);
+	qsort(m, n, sizeof(m[0]), msg_cmp);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(m[i].id, (int64_t)i + 1);
+		assert_int_equal(m[i].attempts, 1);
+		assert_int_equal(m[i].expires_at, T0 + PIN_TTL);
+		assert_int_equal(strncmp(m[i].to, "+1555100", 8), 0);
+		assert_int_equal(strlen(m[i].to), 12);
+		assert_non_null(m[i].body.data);
+		assert_int_equal(strncmp(m[i].body.data, "code ", 5), 0);
+	}
+	snprintf(want, sizeof(want), "code %u", (unsigned)atoi(m[1].to + 8));
+	assert_string_equal(m[1].body.data, want);
+	msgs_free(m, n);
+	assert_sql(f, "SELECT group_concat(status || ' ' || (lease_until - 1700000000))"
+	    " FROM (SELECT * FROM outbox WHERE id <= 2 ORDER BY id)",
+	    "sending 30,sending 30");
+	/* Leased rows are not due again while their lease holds. */
+	assert_int_equal(lease(f->s, T0, MSGS, m), 1);
+	assert_int_equal(m[0].id, 3);
+	msgs_free(m, 1);
+	assert_int_equal(lease(f->s, T0 + 5, MSGS, m), 0);
+	assert_int_equal(depth(f->s), 3);
+}
+
+static void
+test_outbox_sent(void **state)
+{
+	struct fx		*f = *state;
+	struct store_outbox_msg	 m[MSGS];
+
+	enqueue(f, 1, T0);
+	assert_int_equal(lease(f->s, T0, MSGS, m), 1);
+	msgs_free(m, 1);
+	assert_int_equal(store_outbox_sent(f->s, m[0].id, "SM0123", T0 + 5), 0);
+	assert_sql(f, "SELECT status || ' ' || twilio_sid || ' ' || (sent_at - 1700000000)"
+	    " || ' ' || quote(body) || ' ' || quote(lease_until) FROM outbox",
+	    "sent SM0123 5 NULL NULL");
+	assert_int_equal(depth(f->s), 0);
+	assert_int_equal(lease(f->s, T0 + 100000, MSGS, m), 0);
+	/* A late answer from an expired lease never revives a sent row. */
+	assert_int_equal(store_outbox_retry(f->s, m[0].id, T0, 503, 0), 0);
+	assert_int_equal(store_outbox_give_up(f->s, m[0].id, false, 400, 21211, T0), 0);
+	assert_sql(f, "SELECT status || ' ' || quote(http_status) FROM outbox",
+	    "sent NULL");
+}
+
+static void
+test_outbox_retry(void **state)
+{
+	struct fx		*f = *state;
+	struct store_outbox_msg	 m[MSGS];
+
+	enqueue(f, 1, T0);
+	assert_int_equal(lease(f->s, T0, MSGS, m), 1);
+	msgs_free(m, 1);
+	assert_int_equal(store_outbox_retry(f->s, m[0].id, T0 + 100, 429, 20429), 0);
+	assert_sql(f, "SELECT status || ' ' || (next_attempt_at - 1700000000) || ' '"
+	    " || http_status || ' ' || error_code || ' ' || quote(lease_until)"
+	    " || ' ' || body FROM outbox", "pending 100 429 20429 NULL code 0");
+	assert_int_equal(depth(f->s), 1);
+	assert_int_equal(lease(f->s, T0 + 99, MSGS, m), 0);
+	assert_int_equal(lease(f->s, T0 + 100, MSGS, m), 1);
+	assert_int_equal(m[0].attempts, 2);
+	assert_string_equal(m[0].body.data, "code 0");
+	msgs_free(m, 1);
+	/* No HTTP status (a network error) and no error code are NULL. */
+	assert_int_equal(store_outbox_retry(f->s, m[0].id, T0 + 200, 0, 0), 0);
+	assert_sql(f, "SELECT quote(http_status) || ' ' || quote(error_code)"
+	    " FROM outbox", "NULL NULL");
+}
+
+struct give_up_case {
+	bool		 expired;
+	long		 http_status;
+	int		 error_code;
+	const char	*want;
+};
+
+static const struct give_up_case give_up_cases[] = {
+	{ false, 400, 21211, "failed 400 21211 NULL NULL" },
+	{ true, 0, 0, "expired NULL NULL NULL NULL" },
+	{ false, 404, 0, "failed 404 NULL NULL NULL" },
+};
+
+static void
+test_outbox_give_up(void **state)
+{
+	struct fx		*f = *state;
+	struct store_outbox_msg	 m[MSGS];
+	char			 sql[256];
+
+	for (size_t i = 0; i < sizeof(give_up_cases) / sizeof(give_up_cases[0]); i++) {
+		const struct give_up_case *gc = &give_up_cases[i];
+
+		enqueue(f, 1, T0);
+		assert_int_equal(lease(f->s, T0, MSGS, m), 1);
+		msgs_free(m, 1);
+		assert_int_equal(depth(f->s), 1);
+		assert_int_equal(store_outbox_give_up(f->s, m[0].id, gc->expired,
+		    gc->http_status, gc->error_code, T0 + 1), 0);
+		assert_int_equal(depth(f->s), 0);
+		snprintf(sql, sizeof(sql), "SELECT status || ' ' || quote(http_status)"
+		    " || ' ' || quote(error_code) || ' ' || quote(body) || ' '"
+		    " || quote(lease_until) FROM outbox WHERE id = %lld",
+		    (long long)m[0].id);
+		assert_sql(f, sql, gc->want);
+		assert_int_equal(lease(f->s, T0 + 100000, MSGS, m), 0);
+	}
+}
+
+static void
+test_outbox_lease_expiry_and_recover(void **state)
+{
+	struct fx		*f = *state;
+	struct store_outbox_msg	 m[MSGS];
+
+	enqueue(f, 2, T0);
+	assert_int_equal(lease(f->s, T0, 1, m), 1);
+	msgs_free(m, 1);
+	/* The worker died holding row 1: it is due again once its lease ran out. */
+	assert_int_equal(lease(f->s, T0 + LEASE, 1, m), 1);
+	assert_int_equal(m[0].id, 2);
+	msgs_free(m, 1);
+	assert_int_equal(lease(f->s, T0 + LEASE + 1, MSGS, m), 1);
+	assert_int_equal(m[0].id, 1);
+	assert_int_equal(m[0].attempts, 2);
+	assert_string_equal(m[0].body.data, "code 0");
+	msgs_free(m, 1);
+	/* At startup every lease is void. */
+	assert_int_equal(store_outbox_recover(f->s), 0);
+	assert_sql(f, "SELECT group_concat(status || ' ' || quote(lease_until))"
+	    " FROM outbox", "pending NULL,pending NULL");
+	assert_int_equal(depth(f->s), 2);
+	assert_int_equal(lease(f->s, T0 + LEASE + 1, MSGS, m), 2);
+	qsort(m, 2, sizeof(m[0]), msg_cmp);
+	assert_int_equal(m[0].attempts, 3);
+	assert_int_equal(m[1].attempts, 2);
+	msgs_free(m, 2);
+}
+
+struct delivery_step {
+	const char	*sid;
+	const char	*status;
+	int		 error_code;
+	bool		 found;
+	const char	*want;		/* delivery_status error_code of sid */
+};
+
+static const struct delivery_step delivery_steps[] = {
+	{ "SMa", "queued", 0, true, "queued NULL" },
+	{ "SMa", "sent", 0, true, "sent NULL" },
+	{ "SMa", "delivered", 0, true, "delivered NULL" },
+	{ "SMa", "sent", 0, true, "delivered NULL" },		/* arrived late */
+	{ "SMa", "queued", 0, true, "delivered NULL" },
+	{ "SMa", "undelivered", 30003, true, "delivered NULL" },	/* first final wins */
+	{ "SMa", "read", 0, true, "read NULL" },
+	{ "SMa", "no-such-status", 0, true, "read NULL" },
+	{ "SMb", "sent", 0, true, "sent NULL" },
+	{ "SMb", "undelivered", 30003, true, "undelivered 30003" },
+	{ "SMb", "delivered", 0, true, "undelivered 30003" },
+	{ "SMx", "delivered", 0, false, NULL },
+	{ "SMx", "no-such-status", 0, false, NULL },
+};
+
+static void
+test_outbox_delivery(void **state)
+{
+	struct fx		*f = *state;
+	struct store_outbox_msg	 m[MSGS];
+	char			 sql[256];
+	bool			 found;
+
+	enqueue(f, 2, T0);
+	assert_int_equal(lease(f->s, T0, MSGS, m), 2);
+	msgs_free(m, 2);
+	assert_int_equal(store_outbox_sent(f->s, 1, "SMa", T0 + 1), 0);
+	assert_int_equal(store_outbox_sent(f->s, 2, "SMb", T0 + 1), 0);
+	for (size_t i = 0; i < sizeof(delivery_steps) / sizeof(delivery_steps[0]); i++) {
+		const struct delivery_step *st = &delivery_steps[i];
+
+		found = !st->found;
+		assert_int_equal(store_outbox_delivery(f->s, st->sid, st->status,
+		    st->error_code, &found), 0);
+		if (found != st->found)
+			fail_msg("step %zu: found %d", i, found);
+		if (st->want == NULL)
+			continue;
+		snprintf(sql, sizeof(sql), "SELECT delivery_status || ' ' ||"
+		    " quote(error_code) FROM outbox WHERE twilio_sid = '%s'", st->sid);
+		assert_sql(f, sql, st->want);
+	}
+}
+
+#define LEASERS	4
+#define QUEUED	200
+
+struct leaser {
+	struct store		*s;
+	pthread_barrier_t	*barrier;
+	int64_t			 ids[QUEUED];
+	size_t			 n;
+	int			 rc;
+	bool			 body_ok;
+};
+
+static void *
+race_lease(void *arg)
+{
+	struct leaser		*l = arg;
+	struct store_outbox_msg	 m[7];
+	size_t			 n;
+
+	l->body_ok = true;
+	pthread_barrier_wait(l->barrier);
+	do {
+		if ((l->rc = store_outbox_lease(l->s, T0, 60, m, 7, &n)) == -1)
+			return NULL;
+		for (size_t i = 0; i < n; i++) {
+			if (l->n < QUEUED)
+				l->ids[l->n] = m[i].id;
+			l->n++;
+			l->body_ok &= m[i].body.data != NULL &&
+			    strncmp(m[i].body.data, "code ", 5) == 0;
+			buf_free_secret(&m[i].body);
+		}
+	} while (n > 0);
+	return NULL;
+}
+
+static void
+test_concurrent_lease(void **state)
+{
+	struct fx		*f = *state;
+	static struct leaser	 l[LEASERS];
+	pthread_barrier_t	 barrier;
+	pthread_t		 th[LEASERS];
+	unsigned char		 seen[QUEUED + 1] = { 0 };
+	size_t			 total = 0;
+
+	enqueue(f, QUEUED, T0);
+	pthread_barrier_init(&barrier, NULL, LEASERS);
+	for (int i = 0; i < LEASERS; i++) {
+		l[i] = (struct leaser){ .s = f->s, .barrier = &barrier, .rc = -2 };
+		assert_int_equal(pthread_create(&th[i], NULL, race_lease, &l[i]), 0);
+	}
+	for (int i = 0; i < LEASERS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&barrier);
+	for (int i = 0; i < LEASERS; i++) {
+		assert_int_equal(l[i].rc, 0);
+		assert_true(l[i].body_ok);
+		total += l[i].n;
+		for (size_t j = 0; j < l[i].n && j < QUEUED; j++) {
+			assert_in_range(l[i].ids[j], 1, QUEUED);
+			seen[l[i].ids[j]]++;
+		}
+	}
+	assert_int_equal(total, QUEUED);
+	for (size_t id = 1; id <= QUEUED; id++)
+		if (seen[id] != 1)
+			fail_msg("row %zu leased %u times", id, seen[id]);
+	assert_int_equal(depth(f->s), QUEUED);
+}
+
+static void
+test_purge_pins_outbox_limits(void **state)
+{
+	struct fx		*f = *state;
+	struct store_outbox_msg	 m[MSGS];
+	struct store_claim	 c = { .user_id = BUF_INIT };
+	const int64_t		 keep = 30 * 86400, now = T0 + keep + 100;
+	const struct store_limit old = { "old", 5, 100 }, recent = { "recent", 5, 100 };
+	int			 by;
+
+	/* Rows 1 and 2 at T0, 3 and 4 an hour ago. */
+	assert_int_equal(pin_issue(f->s, "P1", "alice", "+15550000001", 1, T0, &old, 1), -1);
+	assert_int_equal(pin_issue(f->s, "P2", "bob", "+15550000002", 2, T0, NULL, 0), -1);
+	assert_int_equal(pin_issue(f->s, "P3", "carol", "+15550000003", 3, now - 3600,
+	    &recent, 1), -1);
+	assert_int_equal(pin_issue(f->s, "P4", "dave", "+15550000004", 4, now - 3600,
+	    NULL, 0), -1);
+	assert_int_equal(lease(f->s, now, MSGS, m), 4);
+	msgs_free(m, 4);
+	assert_int_equal(store_outbox_recover(f->s), 0);	/* 1 stays pending */
+	assert_int_equal(store_outbox_sent(f->s, 2, "SM2", T0), 0);
+	assert_int_equal(store_outbox_sent(f->s, 3, "SM3", now - 3000), 0);
+	assert_int_equal(store_outbox_give_up(f->s, 4, false, 400, 0, now - 3000), 0);
+	assert_int_equal(store_purge(f->s, now, keep), 0);
+
+	/* Finished and old goes; in flight stays however old. */
+	assert_sql(f, "SELECT group_concat(id) FROM (SELECT id FROM outbox ORDER BY id)",
+	    "1,3,4");
+	/* Expired for more than a day goes. */
+	assert_sql(f, "SELECT group_concat(user_id) FROM"
+	    " (SELECT user_id FROM pins ORDER BY user_id)", "carol,dave");
+	assert_sql(f, "SELECT group_concat(key) FROM rate_limits", "recent");
+	/* A purged window starts afresh. */
+	assert_int_equal(store_claim(f->s, ROUTE, "R1", now, STALE, &c), 0);
+	assert_int_equal(store_reset_finish(f->s, ROUTE, "R1", 1, NULL, NULL, 0, now,
+	    &old, 1, &by), 0);
+	assert_int_equal(by, -1);
+	assert_sql(f, "SELECT count FROM rate_limits WHERE key = 'old'", "1");
+	buf_free(&c.user_id);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -588,6 +1344,19 @@ main(void)
 		T(test_purge),
 		T(test_concurrent_claims),
 		T(test_concurrent_redeem),
+		T(test_migrate_v1),
+		T(test_limits),
+		T(test_pin_finish),
+		T(test_pin_finish_all_or_nothing),
+		T(test_pin_verify),
+		T(test_outbox_lease),
+		T(test_outbox_sent),
+		T(test_outbox_retry),
+		T(test_outbox_give_up),
+		T(test_outbox_lease_expiry_and_recover),
+		T(test_outbox_delivery),
+		T(test_concurrent_lease),
+		T(test_purge_pins_outbox_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

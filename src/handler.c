@@ -1,0 +1,26 @@
+/*
+ * What the webhook handlers share: rate-limit keys and the log line and
+ * counter for a webhook a limit stopped. A limited webhook gets the normal
+ * answer, so the sender learns nothing; only the operator is told.
+ */
+#include <stdio.h>
+
+#include "handler.h"
+#include "log.h"
+
+struct store_limit
+handler_limit_per_number(const char *flow, const struct config_rate *rate,
+    const char *phone, char *key)
+{
+	snprintf(key, HANDLER_LIMIT_KEY_MAX, "%s:%s", flow, phone);
+	return (struct store_limit){ key, rate->count, rate->window };
+}
+
+void
+handler_note_limited(struct app *app, const struct request *req, const char *flow,
+    bool budget)
+{
+	metrics_inc(&app->metrics, budget ? METRIC_LIMITED_BUDGET : METRIC_LIMITED_PER_NUMBER);
+	log_warnx("%s: %s limit reached for %s (request %s): no side effect", flow,
+	    budget ? "outbound_budget" : "per-number", req->from_masked, req->id);
+}

@@ -1,0 +1,390 @@
+/*
+ * The outbox workers: each thread leases due SMS from the store and sends
+ * them through its own twilio_api handle, away from the webhook threads.
+ * Retryable failures come back with capped, jittered backoff until the PIN
+ * expires; permanent ones are recorded. Never logs a message body or an
+ * unmasked number.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "defaults.h"
+#include "log.h"
+#include "outbox.h"
+#include "phone.h"
+
+/* Seconds a lease must still have after a call's timeout: the store write, clock steps. */
+#define SEND_MARGIN		5
+#define STORE_PAUSE_MS		1000	/* after a store error */
+#define SENT_TRIES		3	/* recording "sent" is what prevents a second SMS */
+#define SENT_PAUSE_MS		200
+
+_Static_assert(OUTBOX_LEASE >= API_TOTAL_TIMEOUT + SEND_MARGIN + 2,
+    "a lease must cover at least one whole API call");
+/* Twilio's ValidityPeriod accepts 1..14400 seconds (36000 on newer accounts). */
+_Static_assert(MAX_PIN_TTL <= 14400, "ValidityPeriod would exceed Twilio's range");
+
+struct outbox;
+
+struct worker {
+	struct outbox		*ob;
+	struct twilio_api	*api;
+	pthread_t		 thread;
+	bool			 started;
+};
+
+struct outbox {
+	struct outbox_config	 cfg;		/* copied; the strings it points to outlive us */
+	struct store		*store;
+	struct metrics		*metrics;
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;		/* CLOCK_MONOTONIC */
+	unsigned long		 wakeups;	/* bumped by outbox_notify, under mu */
+	bool			 stop;		/* under mu */
+	unsigned		 nworkers;
+	struct worker		*workers;
+};
+
+uint64_t
+outbox_backoff_ms(unsigned attempt, unsigned retry_after, uint32_t rnd)
+{
+	uint64_t	d = OUTBOX_BACKOFF_CAP_MS, half, wait, floor_ms;
+
+	if (attempt < 1)
+		attempt = 1;
+	/* min(cap, base * 2^(attempt-1)), without overflowing the shift. */
+	if (attempt - 1 < 32 &&
+	    ((uint64_t)OUTBOX_BACKOFF_BASE_MS << (attempt - 1)) < d)
+		d = (uint64_t)OUTBOX_BACKOFF_BASE_MS << (attempt - 1);
+	/* "Equal jitter": half fixed, half uniform-ish from rnd. */
+	half = d / 2;
+	wait = half + (uint64_t)rnd % (half + 1);
+	floor_ms = (uint64_t)retry_after * 1000u;
+	return wait > floor_ms ? wait : floor_ms;
+}
+
+/*
+ * Sleep up to ms, or until stop; with wake_on_notify also until the next
+ * outbox_notify after the caller read *seen. Returns true when stopping.
+ */
+static bool
+wait_ms(struct outbox *ob, unsigned long seen, bool wake_on_notify, long ms)
+{
+	struct timespec	deadline;
+	bool		stop;
+	int		rc = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&ob->mu);
+	while (!ob->stop && rc != ETIMEDOUT && !(wake_on_notify && ob->wakeups != seen))
+		rc = pthread_cond_timedwait(&ob->cv, &ob->mu, &deadline);
+	stop = ob->stop;
+	pthread_mutex_unlock(&ob->mu);
+	return stop;
+}
+
+static bool
+stopping(struct outbox *ob, unsigned long *seen)
+{
+	bool	stop;
+
+	pthread_mutex_lock(&ob->mu);
+	stop = ob->stop;
+	if (seen != NULL)
+		*seen = ob->wakeups;
+	pthread_mutex_unlock(&ob->mu);
+	return stop;
+}
+
+static void
+store_failed(struct outbox *ob, const char *what)
+{
+	/* The store logged the database error; this says what it cost. */
+	log_warnx("outbox: store error while %s; pausing %d ms", what, STORE_PAUSE_MS);
+	metrics_inc(ob->metrics, METRIC_STORE_ERRORS);
+}
+
+/* Twilio has it: record that at once, it is all that stands between us and a second SMS. */
+static void
+record_sent(struct outbox *ob, const struct store_outbox_msg *m,
+    const struct twilio_result *res, const char *masked)
+{
+	int	i;
+
+	metrics_inc(ob->metrics, METRIC_SMS_SENT);
+	for (i = 0; i < SENT_TRIES; i++) {
+		if (store_outbox_sent(ob->store, m->id, res->sid, (int64_t)time(NULL)) == 0) {
+			log_info("outbox: message %lld to %s: sent (attempt %u), http %ld, sid %s",
+			    (long long)m->id, masked, m->attempts, res->http_status,
+			    res->sid[0] != '\0' ? res->sid : "-");
+			return;
+		}
+		metrics_inc(ob->metrics, METRIC_STORE_ERRORS);
+		if (i + 1 < SENT_TRIES)
+			(void)wait_ms(ob, 0, false, SENT_PAUSE_MS);
+	}
+	log_error("outbox: message %lld to %s: Twilio accepted it (sid %s) but the store "
+	    "did not record it: it will be sent again when its lease runs out",
+	    (long long)m->id, masked, res->sid[0] != '\0' ? res->sid : "-");
+}
+
+static void
+record_retry(struct outbox *ob, const struct store_outbox_msg *m,
+    const struct twilio_result *res, const char *masked, int64_t now)
+{
+	uint64_t	ms = outbox_backoff_ms(m->attempts, res->retry_after, randombytes_random());
+	int64_t		next = now + (int64_t)((ms + 999) / 1000);
+
+	metrics_inc(ob->metrics, METRIC_SMS_RETRIED);
+	if (res->http_status == 0)	/* curl's words: no Twilio text, so no number in it */
+		log_info("outbox: message %lld to %s: no reply (attempt %u): %s; retry in %llds",
+		    (long long)m->id, masked, m->attempts, res->detail, (long long)(next - now));
+	else if (res->http_status == 401)
+		log_warnx("outbox: message %lld to %s: http 401, code %d (attempt %u): Twilio "
+		    "refused our credentials, check [twilio] auth; retry in %llds",
+		    (long long)m->id, masked, res->error_code, m->attempts,
+		    (long long)(next - now));
+	else
+		log_info("outbox: message %lld to %s: http %ld, code %d (attempt %u); retry in %llds",
+		    (long long)m->id, masked, res->http_status, res->error_code, m->attempts,
+		    (long long)(next - now));
+	if (store_outbox_retry(ob->store, m->id, next, res->http_status, res->error_code) == -1)
+		store_failed(ob, "scheduling a retry");
+}
+
+static void
+record_failed(struct outbox *ob, const struct store_outbox_msg *m,
+    const struct twilio_result *res, const char *masked, int64_t now)
+{
+	metrics_inc(ob->metrics, METRIC_SMS_FAILED);
+	/* Not res->detail: Twilio's message text may quote the whole number. */
+	log_warnx("outbox: message %lld to %s: failed (attempt %u), http %ld, code %d",
+	    (long long)m->id, masked, m->attempts, res->http_status, res->error_code);
+	if (store_outbox_give_up(ob->store, m->id, false, res->http_status,
+	    res->error_code, now) == -1)
+		store_failed(ob, "recording a failure");
+}
+
+static void
+send_one(struct worker *w, const struct store_outbox_msg *m, int64_t now,
+    const char *masked)
+{
+	struct outbox		*ob = w->ob;
+	struct twilio_message	 msg = {
+		.to = m->to,
+		.body = m->body.data != NULL ? m->body.data : "",
+		.validity_period = (unsigned)(m->expires_at - now),
+		.status_callback = ob->cfg.status_callback,
+	};
+	struct twilio_result	 res;
+
+	twilio_api_send(w->api, &msg, &res);
+	now = (int64_t)time(NULL);
+	switch (res.outcome) {
+	case TWILIO_ACCEPTED:
+		record_sent(ob, m, &res, masked);
+		break;
+	case TWILIO_RETRY:
+		record_retry(ob, m, &res, masked, now);
+		break;
+	case TWILIO_PERMANENT:
+	default:
+		record_failed(ob, m, &res, masked, now);
+		break;
+	}
+}
+
+/*
+ * Deliver a leased batch in order. A message is only sent while its lease
+ * still covers a whole call: past that another worker may lease it and send
+ * it too, so the rest go back to pending (their attempt count keeps the
+ * lease's increment). Stopping hands the rest back the same way.
+ */
+static void
+deliver(struct worker *w, struct store_outbox_msg *msgs, size_t n, int64_t leased_at)
+{
+	struct outbox	*ob = w->ob;
+	char		 masked[PHONE_MASK_MAX];
+	bool		 hand_back = false;
+	int64_t		 now;
+	size_t		 i;
+
+	for (i = 0; i < n; i++) {
+		struct store_outbox_msg	*m = &msgs[i];
+
+		now = (int64_t)time(NULL);
+		phone_mask(m->to, strnlen(m->to, sizeof(m->to)), masked);
+		if (!hand_back)
+			hand_back = stopping(ob, NULL) || now + API_TOTAL_TIMEOUT +
+			    SEND_MARGIN > leased_at + OUTBOX_LEASE;
+		if (now >= m->expires_at) {
+			metrics_inc(ob->metrics, METRIC_SMS_EXPIRED);
+			log_info("outbox: message %lld to %s: expired unsent (attempt %u)",
+			    (long long)m->id, masked, m->attempts);
+			if (store_outbox_give_up(ob->store, m->id, true, 0, 0, now) == -1)
+				store_failed(ob, "expiring a message");
+		} else if (hand_back) {
+			if (store_outbox_retry(ob->store, m->id, now, 0, 0) == -1)
+				store_failed(ob, "returning a leased message");
+		} else
+			send_one(w, m, now, masked);
+		buf_free_secret(&m->body);
+	}
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker		*w = arg;
+	struct outbox		*ob = w->ob;
+	struct store_outbox_msg	 msgs[OUTBOX_BATCH];
+	unsigned long		 seen;
+	size_t			 n, i;
+	int64_t			 now;
+
+	while (!stopping(ob, &seen)) {
+		memset(msgs, 0, sizeof(msgs));
+		n = 0;
+		now = (int64_t)time(NULL);
+		if (store_outbox_lease(ob->store, now, OUTBOX_LEASE, msgs, OUTBOX_BATCH,
+		    &n) == -1) {
+			for (i = 0; i < OUTBOX_BATCH; i++)
+				buf_free_secret(&msgs[i].body);
+			store_failed(ob, "leasing messages");
+			(void)wait_ms(ob, seen, false, STORE_PAUSE_MS);
+			continue;
+		}
+		if (n > OUTBOX_BATCH)
+			n = OUTBOX_BATCH;
+		if (n == 0) {
+			(void)wait_ms(ob, seen, true, OUTBOX_POLL_MS);
+			continue;
+		}
+		deliver(w, msgs, n, now);
+	}
+	return NULL;
+}
+
+void
+outbox_notify(struct outbox *ob)
+{
+	if (ob == NULL)
+		return;
+	pthread_mutex_lock(&ob->mu);
+	ob->wakeups++;
+	pthread_cond_signal(&ob->cv);
+	pthread_mutex_unlock(&ob->mu);
+}
+
+static int
+init_sync(struct outbox *ob)
+{
+	pthread_condattr_t	attr;
+	int			rc;
+
+	if (pthread_condattr_init(&attr) != 0)
+		return -1;
+	rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
+	    pthread_cond_init(&ob->cv, &attr) == 0 ? 0 : -1;
+	pthread_condattr_destroy(&attr);
+	if (rc == -1)
+		return -1;
+	if (pthread_mutex_init(&ob->mu, NULL) != 0) {
+		pthread_cond_destroy(&ob->cv);
+		return -1;
+	}
+	return 0;
+}
+
+int
+outbox_start(const struct outbox_config *cfg, struct store *store,
+    struct metrics *metrics, struct outbox **out)
+{
+	struct outbox	*ob;
+	unsigned	 i;
+	int		 err;
+
+	*out = NULL;
+	if (cfg->workers == 0 || cfg->workers > MAX_THREADS) {
+		log_error("outbox: %u workers: want 1 to %u", cfg->workers, MAX_THREADS);
+		return -1;
+	}
+	if (store_outbox_recover(store) == -1) {
+		log_error("outbox: could not recover messages left sending");
+		return -1;
+	}
+	if ((ob = calloc(1, sizeof(*ob))) == NULL) {
+		log_error("outbox: out of memory");
+		return -1;
+	}
+	ob->cfg = *cfg;
+	ob->store = store;
+	ob->metrics = metrics;
+	if (init_sync(ob) == -1) {
+		log_error("outbox: cannot initialise its lock");
+		free(ob);
+		return -1;
+	}
+	if ((ob->workers = calloc(cfg->workers, sizeof(*ob->workers))) == NULL) {
+		log_error("outbox: out of memory");
+		goto fail;
+	}
+	ob->nworkers = cfg->workers;
+	for (i = 0; i < ob->nworkers; i++) {
+		struct worker	*w = &ob->workers[i];
+
+		w->ob = ob;
+		if (twilio_api_new(cfg->api, &w->api) == -1) {
+			log_error("outbox: cannot set up the Twilio API client");
+			goto fail;
+		}
+		if ((err = pthread_create(&w->thread, NULL, worker_main, w)) != 0) {
+			errno = err;
+			log_warn("outbox: pthread_create");
+			goto fail;
+		}
+		w->started = true;
+	}
+	log_info("outbox: %u worker(s) sending through %s", ob->nworkers, cfg->api->base_url);
+	*out = ob;
+	return 0;
+fail:
+	outbox_stop(ob);
+	return -1;
+}
+
+void
+outbox_stop(struct outbox *ob)
+{
+	unsigned	i;
+
+	if (ob == NULL)
+		return;
+	pthread_mutex_lock(&ob->mu);
+	ob->stop = true;
+	pthread_cond_broadcast(&ob->cv);
+	pthread_mutex_unlock(&ob->mu);
+	/* A worker inside twilio_api_send finishes it: at most API_TOTAL_TIMEOUT. */
+	for (i = 0; i < ob->nworkers; i++)
+		if (ob->workers[i].started)
+			pthread_join(ob->workers[i].thread, NULL);
+	for (i = 0; i < ob->nworkers; i++)
+		twilio_api_free(ob->workers[i].api);
+	free(ob->workers);
+	pthread_cond_destroy(&ob->cv);
+	pthread_mutex_destroy(&ob->mu);
+	free(ob);
+}

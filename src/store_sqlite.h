@@ -1,0 +1,96 @@
+/*
+ * Internal to the SQLite backend, shared by store_sqlite.c (connections,
+ * statements, schema, users, purge), store_sqlite_webhook.c (claims, limits,
+ * tokens, PINs) and store_sqlite_outbox.c. Nothing else includes this.
+ */
+#ifndef TWHOOKD_STORE_SQLITE_H
+#define TWHOOKD_STORE_SQLITE_H
+
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "buf.h"
+#include "store.h"
+
+/* Every statement, by id; store_sqlite.c holds their SQL in one table. */
+enum st {
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_PING,
+	ST_USER_PUT, ST_USER_DELETE, ST_USER_LIST, ST_USER_GET,
+	ST_CLAIM_INSERT, ST_CLAIM_GET, ST_CLAIM_TAKEOVER, ST_CLAIM_RELEASE,
+	ST_CLAIM_FINISH, ST_LIMIT_CHECK, ST_LIMIT_COUNT,
+	ST_TOKEN_INSERT, ST_TOKEN_SPEND, ST_TOKEN_GET,
+	ST_PIN_PUT, ST_PIN_GET, ST_PIN_DELETE, ST_PIN_WRONG,
+	ST_OUTBOX_INSERT, ST_OUTBOX_LEASE, ST_OUTBOX_RECOVER, ST_OUTBOX_SENT,
+	ST_OUTBOX_RETRY, ST_OUTBOX_GIVE_UP, ST_OUTBOX_SID_GET,
+	ST_OUTBOX_DELIVERY, ST_OUTBOX_DEPTH,
+	ST_PURGE_DONE, ST_PURGE_ABANDONED, ST_PURGE_TOKENS, ST_PURGE_PINS,
+	ST_PURGE_OUTBOX, ST_PURGE_LIMITS,
+	ST_COUNT
+};
+
+/*
+ * WAL checkpoints run on a thread of their own (store_sqlite_checkpoint.c),
+ * woken by a commit that leaves more than SQ_CKPT_FRAMES frames in the WAL,
+ * or every SQ_CKPT_INTERVAL_MS. Past SQ_CKPT_RESTART_BYTES of WAL it holds
+ * writers off briefly so the WAL starts over; journal_size_limit then trims
+ * the file back to that size.
+ */
+#define SQ_CKPT_FRAMES		1000
+#define SQ_CKPT_INTERVAL_MS	1000
+#define SQ_CKPT_RESTART_BYTES	((int64_t)64 * 1024 * 1024)
+#define SQ_CKPT_BUSY_MS		1000	/* the checkpointer's wait for the write lock */
+
+/* Run on every connection the backend opens. */
+extern const char sq_conn_pragmas[];
+
+struct sq_ckpt;
+/* Open the checkpointer's connection and start its thread. -1 with err set. */
+__attribute__((warn_unused_result))
+int	sq_ckpt_start(const char *path, struct sq_ckpt **out, char *err, size_t errsz);
+/* Stop and join the thread, close its connection; accepts NULL. */
+void	sq_ckpt_stop(struct sq_ckpt *k);
+/* sqlite3_wal_hook callback for request connections; arg is the checkpointer or NULL. */
+int	sq_ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames);
+
+/* Longest destination an outbox row may hold, its NUL included. */
+#define SQ_PHONE_SIZE	sizeof(((struct store_outbox_msg *)NULL)->to)
+
+/* One thread's connection; only that thread uses it, so SQLITE_OPEN_NOMUTEX. */
+struct conn {
+	sqlite3		*db;
+	sqlite3_stmt	*stmt[ST_COUNT];	/* prepared on first use */
+	struct store	*store;
+	struct conn	*prev, *next;
+};
+
+/* This thread's connection, opened on first use; NULL after logging. */
+struct conn	*sq_conn(struct store *s);
+/* Log statement id's error once; returns -1. */
+int	sq_fail(struct conn *c, enum st id);
+/*
+ * Prepare id (once per connection) and bind; fmt has a letter per parameter:
+ * 't' text (NULL binds NULL), 'i' int64_t, 'h' a STORE_HASH_BYTES blob.
+ * Bound SQLITE_STATIC: reset the statement before the arguments go away.
+ */
+__attribute__((warn_unused_result))
+int	sq_bind(struct conn *c, enum st id, const char *fmt, ...);
+/* One step: 1 a row, 0 done, -1 error (logged). */
+__attribute__((warn_unused_result))
+int	sq_step(struct conn *c, enum st id);
+/* Reset and clear bindings; accepts a statement never prepared. */
+void	sq_reset(struct conn *c, enum st id);
+/* Bind, run to completion, reset. */
+__attribute__((warn_unused_result))
+int	sq_exec(struct conn *c, enum st id, const char *fmt, ...);
+/* Append text column col of the current row to b; NULL appends nothing. */
+__attribute__((warn_unused_result))
+int	sq_text(struct conn *c, enum st id, int col, struct buf *b);
+/* BEGIN IMMEDIATE, COMMIT, and a ROLLBACK that is safe on every error path. */
+__attribute__((warn_unused_result))
+int	sq_begin(struct conn *c);
+__attribute__((warn_unused_result))
+int	sq_commit(struct conn *c);
+void	sq_rollback(struct conn *c);
+
+#endif

@@ -1,0 +1,192 @@
+/*
+ * store.h on SQLite, the WAL checkpointer: one thread with a connection of its
+ * own copies the WAL back into the database file, so no request thread ever
+ * waits for a checkpoint's fsync. Request connections run with
+ * wal_autocheckpoint off and a WAL hook that wakes this thread.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+#include "store_sqlite.h"
+
+struct sq_ckpt {
+	sqlite3		*db;
+	pthread_t	 thread;
+	pthread_mutex_t	 lock;		/* guards wake and stop */
+	pthread_cond_t	 cond;
+	bool		 wake, stop;
+	atomic_bool	 pending;	/* a wake is on its way: hooks skip the lock */
+	int		 last_rc;	/* of the previous round, to log changes once */
+	int64_t		 frame_bytes;	/* a WAL frame: 24-byte header + one page */
+};
+
+int
+sq_ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct sq_ckpt	*k = arg;
+
+	(void)db;
+	(void)name;
+	if (k == NULL || frames < SQ_CKPT_FRAMES ||
+	    atomic_exchange_explicit(&k->pending, true, memory_order_acq_rel))
+		return SQLITE_OK;
+	pthread_mutex_lock(&k->lock);
+	k->wake = true;
+	pthread_cond_signal(&k->cond);
+	pthread_mutex_unlock(&k->lock);
+	return SQLITE_OK;	/* the commit itself succeeded whatever happens here */
+}
+
+/* Log a failing checkpoint once, and its recovery; SQLITE_BUSY is routine. */
+static void
+ckpt_note(struct sq_ckpt *k, const char *mode, int rc)
+{
+	if (rc == SQLITE_BUSY)
+		rc = SQLITE_OK;
+	if (rc != SQLITE_OK && k->last_rc == SQLITE_OK)
+		log_error("store: checkpoint (%s): %s", mode, sqlite3_errmsg(k->db));
+	else if (rc == SQLITE_OK && k->last_rc != SQLITE_OK)
+		log_info("store: checkpoints work again");
+	k->last_rc = rc;
+}
+
+/*
+ * PASSIVE copies what it can without taking the write lock. Under steady
+ * load a writer never finds the WAL fully copied, so it never starts the
+ * WAL over: once it is past SQ_CKPT_RESTART_BYTES, a RESTART copies the rest
+ * while holding writers off (briefly: PASSIVE just did the bulk of it), and
+ * the next commit writes from the start of the file again.
+ */
+static void
+ckpt_round(struct sq_ckpt *k)
+{
+	int	rc, nlog = 0, ncopied = 0;
+
+	rc = sqlite3_wal_checkpoint_v2(k->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+	    &nlog, &ncopied);
+	ckpt_note(k, "passive", rc);
+	if (rc != SQLITE_OK || (int64_t)nlog * k->frame_bytes < SQ_CKPT_RESTART_BYTES)
+		return;
+	rc = sqlite3_wal_checkpoint_v2(k->db, NULL, SQLITE_CHECKPOINT_RESTART,
+	    NULL, NULL);
+	ckpt_note(k, "restart", rc);
+}
+
+static void *
+ckpt_main(void *arg)
+{
+	struct sq_ckpt	*k = arg;
+	struct timespec	 until;
+
+	pthread_mutex_lock(&k->lock);
+	while (!k->stop) {
+		if (!k->wake) {
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_nsec += SQ_CKPT_INTERVAL_MS % 1000 * 1000000L;
+			until.tv_sec += SQ_CKPT_INTERVAL_MS / 1000 +
+			    until.tv_nsec / 1000000000L;
+			until.tv_nsec %= 1000000000L;
+			(void)pthread_cond_timedwait(&k->cond, &k->lock, &until);
+			if (k->stop)
+				break;
+		}
+		k->wake = false;
+		pthread_mutex_unlock(&k->lock);
+		/* Cleared before the round: frames committed during it wake us again. */
+		atomic_store_explicit(&k->pending, false, memory_order_release);
+		ckpt_round(k);
+		pthread_mutex_lock(&k->lock);
+	}
+	pthread_mutex_unlock(&k->lock);
+	return NULL;
+}
+
+static void
+ckpt_free(struct sq_ckpt *k)
+{
+	sqlite3_close(k->db);
+	pthread_cond_destroy(&k->cond);
+	pthread_mutex_destroy(&k->lock);
+	free(k);
+}
+
+/* Bytes in a WAL frame: a 24-byte header and a page of the database's size. */
+static int
+frame_bytes(sqlite3 *db, int64_t *out)
+{
+	sqlite3_stmt	*st = NULL;
+	int		 rc = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0) + 24;
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+sq_ckpt_start(const char *path, struct sq_ckpt **out, char *err, size_t errsz)
+{
+	struct sq_ckpt		*k;
+	pthread_condattr_t	 ca;
+	sigset_t		 all, old;
+	int			 rc;
+
+	*out = NULL;
+	if ((k = calloc(1, sizeof(*k))) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&k->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&k->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	atomic_init(&k->pending, false);
+	if (sqlite3_open_v2(path, &k->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(k->db, SQ_CKPT_BUSY_MS) != SQLITE_OK ||
+	    sqlite3_exec(k->db, sq_conn_pragmas, NULL, NULL, NULL) != SQLITE_OK ||
+	    frame_bytes(k->db, &k->frame_bytes) == -1) {
+		snprintf(err, errsz, "checkpointer: %s", k->db != NULL ?
+		    sqlite3_errmsg(k->db) : "out of memory");
+		ckpt_free(k);
+		return -1;
+	}
+	/* Signals belong to the threads that wait for them, never to this one. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&k->thread, NULL, ckpt_main, k);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		snprintf(err, errsz, "checkpointer: %s", strerror(rc));
+		ckpt_free(k);
+		return -1;
+	}
+	*out = k;
+	return 0;
+}
+
+void
+sq_ckpt_stop(struct sq_ckpt *k)
+{
+	if (k == NULL)
+		return;
+	pthread_mutex_lock(&k->lock);
+	k->stop = true;
+	pthread_cond_signal(&k->cond);
+	pthread_mutex_unlock(&k->lock);
+	pthread_join(k->thread, NULL);
+	ckpt_free(k);
+}

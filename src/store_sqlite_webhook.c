@@ -1,0 +1,339 @@
+/*
+ * store.h on SQLite, what webhooks and the PIN check do: idempotency claims,
+ * the finish transactions that check and count rate limits before issuing a
+ * reset token or a PIN with its SMS, token redeem and PIN verify. Each is one
+ * transaction; none logs a phone, token, PIN, hash or message body.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "log.h"
+#include "store.h"
+#include "store_sqlite.h"
+
+/* The claim exists: report DONE or RUNNING, or NEW when it is stale. */
+static int
+claim_read(struct conn *c, const char *route, const char *key, int64_t now,
+    int64_t stale_after, struct store_claim *out)
+{
+	sqlite3_stmt	*st;
+	int		 r, rc = -1;
+
+	if (sq_bind(c, ST_CLAIM_GET, "tt", route, key) == -1 ||
+	    (r = sq_step(c, ST_CLAIM_GET)) == -1)
+		goto done;
+	if (r == 0) {
+		/* The insert just conflicted inside this same transaction. */
+		log_error("store: claim: record missing after a conflict");
+		goto done;
+	}
+	st = c->stmt[ST_CLAIM_GET];
+	if (sqlite3_column_int(st, 0) == STORE_CLAIM_DONE) {
+		out->state = STORE_CLAIM_DONE;
+		out->outcome = sqlite3_column_int(st, 1);
+		rc = sq_text(c, ST_CLAIM_GET, 2, &out->user_id);
+	} else {
+		out->state = sqlite3_column_int64(st, 3) > now - stale_after ?
+		    STORE_CLAIM_RUNNING : STORE_CLAIM_NEW;
+		rc = 0;
+	}
+done:
+	sq_reset(c, ST_CLAIM_GET);
+	return rc;
+}
+
+int
+store_claim(struct store *s, const char *route, const char *key, int64_t now,
+    int64_t stale_after, struct store_claim *out)
+{
+	struct conn	*c;
+	int		 rc = -1;
+
+	out->state = STORE_CLAIM_NEW;
+	out->outcome = 0;
+	buf_reset(&out->user_id);
+	if ((c = sq_conn(s)) == NULL || sq_begin(c) == -1)
+		return -1;
+	if (sq_exec(c, ST_CLAIM_INSERT, "tti", route, key, now) == -1)
+		goto done;
+	if (sqlite3_changes(c->db) == 0) {
+		if (claim_read(c, route, key, now, stale_after, out) == -1)
+			goto done;
+		/* Running for longer than stale_after: its process died. */
+		if (out->state == STORE_CLAIM_NEW && sq_exec(c, ST_CLAIM_TAKEOVER,
+		    "tti", route, key, now) == -1)
+			goto done;
+	}
+	rc = sq_commit(c);
+done:
+	if (rc == -1)
+		sq_rollback(c);
+	return rc;
+}
+
+int
+store_claim_release(struct store *s, const char *route, const char *key)
+{
+	struct conn	*c;
+
+	if ((c = sq_conn(s)) == NULL)
+		return -1;
+	return sq_exec(c, ST_CLAIM_RELEASE, "tt", route, key);
+}
+
+/*
+ * Rate limits: is any of them exhausted at now? Every one is checked before
+ * any is counted; *limited_by is the first exhausted index, else -1.
+ */
+static int
+limits_check(struct conn *c, const struct store_limit *limits, size_t n,
+    int64_t now, int *limited_by)
+{
+	int	r;
+
+	*limited_by = -1;
+	for (size_t i = 0; i < n && *limited_by == -1; i++) {
+		if (limits[i].limit == 0)
+			continue;
+		if (sq_bind(c, ST_LIMIT_CHECK, "tiii", limits[i].key, now,
+		    (int64_t)limits[i].window, (int64_t)limits[i].limit) == -1 ||
+		    (r = sq_step(c, ST_LIMIT_CHECK)) == -1) {
+			sq_reset(c, ST_LIMIT_CHECK);
+			return -1;
+		}
+		if (r == 1 && sqlite3_column_int(c->stmt[ST_LIMIT_CHECK], 0))
+			*limited_by = (int)i;
+		sq_reset(c, ST_LIMIT_CHECK);
+	}
+	return 0;
+}
+
+/* Count one event against every limit that is on. */
+static int
+limits_count(struct conn *c, const struct store_limit *limits, size_t n,
+    int64_t now)
+{
+	for (size_t i = 0; i < n; i++)
+		if (limits[i].limit > 0 && sq_exec(c, ST_LIMIT_COUNT, "tii",
+		    limits[i].key, now, (int64_t)limits[i].window) == -1)
+			return -1;
+	return 0;
+}
+
+/*
+ * The common part of a finish transaction, already begun: check the limits,
+ * mark the claim DONE (with STORE_OUTCOME_LIMITED when a limit is
+ * exhausted), and when none is, count them all. The caller then inserts its
+ * side effect only when *limited_by is -1.
+ */
+static int
+finish_claim(struct conn *c, const char *route, const char *key, int outcome,
+    const char *user_id, int64_t now, const struct store_limit *limits,
+    size_t nlimits, int *limited_by)
+{
+	if (limits_check(c, limits, nlimits, now, limited_by) == -1)
+		return -1;
+	if (*limited_by >= 0)
+		outcome = STORE_OUTCOME_LIMITED;
+	if (sq_exec(c, ST_CLAIM_FINISH, "ttiti", route, key, (int64_t)outcome,
+	    user_id, now) == -1)
+		return -1;
+	if (sqlite3_changes(c->db) != 1) {
+		/*
+		 * Released, purged, or taken over and finished by another run:
+		 * the side effect belongs to that run, so insert nothing.
+		 */
+		log_error("store: claim finish: the claim is no longer running");
+		return -1;
+	}
+	return *limited_by >= 0 ? 0 : limits_count(c, limits, nlimits, now);
+}
+
+int
+store_reset_finish(struct store *s, const char *route, const char *key,
+    int outcome, const uint8_t *token_hash, const char *user_id,
+    int64_t expires_at, int64_t now, const struct store_limit *limits,
+    size_t nlimits, int *limited_by)
+{
+	struct conn	*c;
+	int		 rc = -1;
+
+	*limited_by = -1;
+	if ((c = sq_conn(s)) == NULL || sq_begin(c) == -1)
+		return -1;
+	if (finish_claim(c, route, key, outcome, user_id, now, limits, nlimits,
+	    limited_by) == -1)
+		goto done;
+	if (*limited_by == -1 && token_hash != NULL && sq_exec(c,
+	    ST_TOKEN_INSERT, "htii", token_hash, user_id, expires_at, now) == -1)
+		goto done;
+	rc = sq_commit(c);
+done:
+	if (rc == -1)
+		sq_rollback(c);
+	return rc;
+}
+
+int
+store_pin_finish(struct store *s, const char *route, const char *key,
+    int outcome, const struct store_pin *pin, int64_t now,
+    const struct store_limit *limits, size_t nlimits, int *limited_by)
+{
+	struct conn	*c;
+	int		 rc = -1;
+
+	*limited_by = -1;
+	/* The outbox hands destinations out in a fixed-size field. */
+	if (pin != NULL && strlen(pin->phone) >= SQ_PHONE_SIZE) {
+		log_error("store: pin finish: destination longer than %zu bytes",
+		    SQ_PHONE_SIZE - 1);
+		return -1;
+	}
+	if ((c = sq_conn(s)) == NULL || sq_begin(c) == -1)
+		return -1;
+	if (finish_claim(c, route, key, outcome, pin != NULL ? pin->user_id : NULL,
+	    now, limits, nlimits, limited_by) == -1)
+		goto done;
+	if (*limited_by == -1 && pin != NULL &&
+	    (sq_exec(c, ST_PIN_PUT, "tthii", pin->user_id, pin->phone, pin->hash,
+	    pin->expires_at, now) == -1 ||
+	    sq_exec(c, ST_OUTBOX_INSERT, "ttii", pin->phone, pin->sms_body, now,
+	    pin->expires_at) == -1))
+		goto done;
+	rc = sq_commit(c);
+done:
+	if (rc == -1)
+		sq_rollback(c);
+	return rc;
+}
+
+/* The spend matched nothing: say why. Racing spenders read SPENT here. */
+static int
+token_classify(struct conn *c, const uint8_t *hash, enum store_redeem *result)
+{
+	int	r, rc = -1;
+
+	if (sq_bind(c, ST_TOKEN_GET, "h", hash) == -1 ||
+	    (r = sq_step(c, ST_TOKEN_GET)) == -1)
+		goto done;
+	if (r == 0)
+		*result = STORE_REDEEM_UNKNOWN;
+	else if (sqlite3_column_int(c->stmt[ST_TOKEN_GET], 0))
+		*result = STORE_REDEEM_SPENT;
+	else
+		*result = STORE_REDEEM_EXPIRED;
+	rc = 0;
+done:
+	sq_reset(c, ST_TOKEN_GET);
+	return rc;
+}
+
+int
+store_token_redeem(struct store *s, const uint8_t token_hash[STORE_HASH_BYTES],
+    int64_t now, enum store_redeem *result, struct buf *user_id)
+{
+	struct conn	*c;
+	int		 r, rc = -1;
+
+	*result = STORE_REDEEM_UNKNOWN;
+	if ((c = sq_conn(s)) == NULL)
+		return -1;
+	/* One conditional UPDATE: SQLite's write lock lets one caller match. */
+	if (sq_bind(c, ST_TOKEN_SPEND, "hi", token_hash, now) == -1 ||
+	    (r = sq_step(c, ST_TOKEN_SPEND)) == -1)
+		goto done;
+	if (r == 1) {
+		/* Copy before stepping on: the statement commits at its end. */
+		if (sq_text(c, ST_TOKEN_SPEND, 0, user_id) == -1 ||
+		    sq_step(c, ST_TOKEN_SPEND) == -1)
+			goto done;
+		*result = STORE_REDEEM_OK;
+		rc = 0;
+	} else {
+		sq_reset(c, ST_TOKEN_SPEND);
+		rc = token_classify(c, token_hash, result);
+	}
+done:
+	sq_reset(c, ST_TOKEN_SPEND);
+	return rc;
+}
+
+/* Column col of the current row is a hash equal to want, compared in constant time. */
+static bool
+hash_equal(sqlite3_stmt *st, int col, const uint8_t *want)
+{
+	const void	*p = sqlite3_column_blob(st, col);
+
+	return p != NULL && sqlite3_column_bytes(st, col) == STORE_HASH_BYTES &&
+	    sodium_memcmp(p, want, STORE_HASH_BYTES) == 0;
+}
+
+/*
+ * Judge a guess against the newest PIN for phone, appending its user_id on
+ * OK. *rowid is that PIN's row, 0 when the phone has none.
+ */
+static int
+pin_judge(struct conn *c, const char *phone, const uint8_t *hash,
+    unsigned max_attempts, int64_t now, enum store_pin_check *result,
+    int64_t *rowid, struct buf *user_id)
+{
+	sqlite3_stmt	*st;
+	int		 r, rc = -1;
+
+	*rowid = 0;
+	*result = STORE_PIN_NONE;
+	if (sq_bind(c, ST_PIN_GET, "t", phone) == -1 ||
+	    (r = sq_step(c, ST_PIN_GET)) == -1)
+		goto done;
+	rc = 0;
+	if (r == 0)
+		goto done;
+	st = c->stmt[ST_PIN_GET];
+	*rowid = sqlite3_column_int64(st, 0);
+	if (sqlite3_column_int64(st, 3) <= now)
+		*result = STORE_PIN_NONE;	/* expired */
+	else if (sqlite3_column_int64(st, 4) >= (int64_t)max_attempts)
+		*result = STORE_PIN_LOCKED;
+	else if (hash_equal(st, 2, hash)) {
+		*result = STORE_PIN_OK;
+		rc = sq_text(c, ST_PIN_GET, 1, user_id);
+	} else
+		*result = STORE_PIN_WRONG;
+done:
+	sq_reset(c, ST_PIN_GET);
+	return rc;
+}
+
+int
+store_pin_verify(struct store *s, const char *phone,
+    const uint8_t hash[STORE_HASH_BYTES], unsigned max_attempts, int64_t now,
+    enum store_pin_check *result, struct buf *user_id)
+{
+	struct conn	*c;
+	int64_t		 rowid;
+	int		 rc = -1;
+
+	*result = STORE_PIN_NONE;
+	if ((c = sq_conn(s)) == NULL || sq_begin(c) == -1)
+		return -1;
+	if (pin_judge(c, phone, hash, max_attempts, now, result, &rowid,
+	    user_id) == -1)
+		goto done;
+	/* A PIN is spent by its right guess; an expired one is dropped. */
+	if ((*result == STORE_PIN_OK || (*result == STORE_PIN_NONE && rowid != 0)) &&
+	    sq_exec(c, ST_PIN_DELETE, "i", rowid) == -1)
+		goto done;
+	if (*result == STORE_PIN_WRONG &&
+	    sq_exec(c, ST_PIN_WRONG, "i", rowid) == -1)
+		goto done;
+	rc = sq_commit(c);
+done:
+	if (rc == -1) {
+		sq_rollback(c);
+		*result = STORE_PIN_NONE;
+	}
+	return rc;
+}
