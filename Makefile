@@ -45,6 +45,7 @@ SRCS := \
 	src/pipeline.c \
 	src/server.c \
 	src/serve.c \
+	src/cli.c \
 	src/cli_sign.c \
 	src/cli_user.c
 

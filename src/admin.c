@@ -27,18 +27,16 @@ static const struct {
 	{ "GET", "/metrics", ADMIN_METRICS, "metrics" },
 };
 
+/* Send obj (consumed) as the JSON reply; wipe the text, which may name a user. */
 static void
-answer_json(struct request *req, struct reply *reply, unsigned status,
-    const char *reason, const char *key, const char *value)
+reply_json(struct request *req, struct reply *reply, unsigned status,
+    const char *reason, json_t *obj)
 {
-	json_t	*obj = json_object();
-	char	*text = NULL;
+	char *text = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
 
 	req->reason = reason;
 	reply->status = status;
 	reply->content_type = "application/json";
-	if (obj != NULL && json_object_set_new(obj, key, json_string(value)) == 0)
-		text = json_dumps(obj, JSON_COMPACT);
 	buf_reset(&reply->body);
 	if (text == NULL || buf_append_str(&reply->body, text) == -1 ||
 	    buf_append_str(&reply->body, "\n") == -1) {
@@ -50,6 +48,13 @@ answer_json(struct request *req, struct reply *reply, unsigned status,
 		free(text);
 	}
 	json_decref(obj);
+}
+
+static void
+answer_json(struct request *req, struct reply *reply, unsigned status,
+    const char *reason, const char *key, const char *value)
+{
+	reply_json(req, reply, status, reason, json_pack("{s:s}", key, value));
 }
 
 static void
@@ -162,21 +167,10 @@ static void
 answer_valid(struct request *req, struct reply *reply, const char *reason,
     const char *user)
 {
-	json_t	*obj = json_pack("{s:b}", "valid", user != NULL);
-	char	*text = NULL;
+	json_t *obj = user != NULL ? json_pack("{s:b, s:s}", "valid", 1, "user", user) :
+	    json_pack("{s:b}", "valid", 0);
 
-	req->reason = reason;
-	reply->status = 200;
-	reply->content_type = "application/json";
-	if (obj != NULL && user != NULL)
-		json_object_set_new(obj, "user", json_string(user));
-	if (obj == NULL || (text = json_dumps(obj, JSON_COMPACT)) == NULL ||
-	    buf_append_str(&reply->body, text) == -1 || buf_append_str(&reply->body, "\n") == -1) {
-		reply->status = 500;
-		buf_free(&reply->body);
-	}
-	free(text);
-	json_decref(obj);
+	reply_json(req, reply, 200, reason, obj);
 }
 
 static void

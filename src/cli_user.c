@@ -467,34 +467,14 @@ static const struct action {
 int
 cli_user(int argc, char **argv, const char *config_path)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int	ch;
+	int	next, exit_code;
 
 	/* "user -c FILE list" as well as "-c FILE user list". */
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'c':
-			config_path = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("twhookd %s\n", TWHOOKD_VERSION);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	argc -= optind;
-	argv += optind;
+	next = cli_options(argc, argv, &config_path, usage, &exit_code);
+	if (exit_code >= 0)
+		return exit_code;
+	argc -= next;
+	argv += next;
 	if (argc == 0) {
 		usage(stderr);
 		return 2;

@@ -3,7 +3,6 @@
  * lives behind serve.c; the operator tools behind cli_*.c.
  * Exit codes: 0 success, 1 failure (invalid config, invalid signature), 2 usage.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,49 +26,13 @@ usage(FILE *out)
 	    "options: -c, --config FILE (default " DEFAULT_CONFIG "), -h, --help, -V, --version\n");
 }
 
-/* Options of the command line and of serve/check-config/user: -c, -h, -V. */
-static int
-parse_common(int argc, char **argv, const char **config, int *exit_now)
-{
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int ch;
-
-	optind = 1;
-	*exit_now = -1;
-	while ((ch = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'c':
-			*config = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			*exit_now = 0;
-			return 0;
-		case 'V':
-			printf("twhookd %s\n", TWHOOKD_VERSION);
-			*exit_now = 0;
-			return 0;
-		default:
-			usage(stderr);
-			*exit_now = 2;
-			return 0;
-		}
-	}
-	return optind;
-}
-
 int
 main(int argc, char **argv)
 {
 	const char	*config = DEFAULT_CONFIG, *cmd;
 	int		 exit_now, next;
 
-	next = parse_common(argc, argv, &config, &exit_now);
+	next = cli_options(argc, argv, &config, usage, &exit_now);
 	if (exit_now >= 0)
 		return exit_now;
 	argc -= next;
@@ -87,7 +50,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (argc > 0) {
-		next = parse_common(argc, argv, &config, &exit_now);
+		next = cli_options(argc, argv, &config, usage, &exit_now);
 		if (exit_now >= 0)
 			return exit_now;
 		if (next != argc) {
