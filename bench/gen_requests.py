@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Pre-sign N Twilio SMS reset webhooks for the benchmark.
+"""Pre-sign N Twilio SMS webhooks (reset or PIN) for the benchmark.
 
 Signatures come from python3-twilio's RequestValidator (Twilio's own helper),
 never from twhookd. Every request has its own MessageSid ("SM" + 32 hex), so
@@ -15,7 +15,9 @@ The body is the template with __SID__ -> MessageSid and __FROM__ -> digits
 (the template already holds the url-encoded '+', "%2B"). Senders go round
 robin over the users in a shuffled order (see main).
 
-usage: gen_requests.py OUT N USERS.csv AUTH_TOKEN ACCOUNT_SID URL
+The texts say BODY (default "RESET"; the PIN run uses "PIN"), signed for URL.
+
+usage: gen_requests.py OUT N USERS.csv AUTH_TOKEN ACCOUNT_SID URL [BODY]
 """
 
 import multiprocessing
@@ -29,7 +31,7 @@ from twilio.request_validator import RequestValidator
 SERVICE = "+15557654321"  # the service's own number (To)
 
 
-def params(account_sid, sid, from_):
+def params(account_sid, sid, from_, body="RESET"):
     """The form parameters Twilio posts for an incoming SMS."""
     return {
         "ToCountry": "US",
@@ -42,7 +44,7 @@ def params(account_sid, sid, from_):
         "FromState": "CA",
         "SmsStatus": "received",
         "FromCity": "SAN FRANCISCO",
-        "Body": "RESET",
+        "Body": body,
         "FromCountry": "US",
         "To": SERVICE,
         "ToZip": "94105",
@@ -57,27 +59,30 @@ def params(account_sid, sid, from_):
 _ctx = {}
 
 
-def _init(token, account_sid, url, phones):
-    _ctx.update(v=RequestValidator(token), sid=account_sid, url=url, phones=phones)
+def _init(token, account_sid, url, phones, body):
+    _ctx.update(v=RequestValidator(token), sid=account_sid, url=url, phones=phones,
+                body=body)
 
 
 def _chunk(args):
     start, count = args
     v, url, acct, phones = _ctx["v"], _ctx["url"], _ctx["sid"], _ctx["phones"]
+    body = _ctx["body"]
     rnd = os.urandom(16 * count)
     out = []
     for i in range(count):
         sid = "SM" + rnd[16 * i:16 * i + 16].hex()
         phone = phones[(start + i) % len(phones)]
-        sig = v.compute_signature(url, params(acct, sid, phone))
+        sig = v.compute_signature(url, params(acct, sid, phone, body))
         out.append(f"{sid} {phone[1:]} {sig}\n")
     return "".join(out)
 
 
 def main():
-    if len(sys.argv) != 7:
+    if len(sys.argv) not in (7, 8):
         sys.exit(__doc__.strip().splitlines()[-1])
-    out, n, users, token, account_sid, url = sys.argv[1:]
+    out, n, users, token, account_sid, url = sys.argv[1:7]
+    body = sys.argv[7] if len(sys.argv) == 8 else "RESET"
     n = int(n)
     phones = []
     with open(users) as f:
@@ -92,7 +97,7 @@ def main():
     # rate limits (a few resets per hour) are not hit while i < limit * U.
     random.shuffle(phones)
 
-    template = urlencode(params(account_sid, "__SID__", "+__FROM__"))
+    template = urlencode(params(account_sid, "__SID__", "+__FROM__", body))
     assert template.count("__SID__") == 3 and template.count("__FROM__") == 1
 
     step = 5000
@@ -100,7 +105,7 @@ def main():
     workers = max(1, min(len(os.sched_getaffinity(0)), 4))
     with open(out, "w") as f:
         f.write("TEMPLATE " + template + "\n")
-        with multiprocessing.Pool(workers, _init, (token, account_sid, url, phones)) as pool:
+        with multiprocessing.Pool(workers, _init, (token, account_sid, url, phones, body)) as pool:
             for text in pool.imap(_chunk, jobs):
                 f.write(text)
 

@@ -1,6 +1,6 @@
--- wrk script: POST pre-signed Twilio reset webhooks, one MessageSid each.
+-- wrk script: POST pre-signed Twilio webhooks, one MessageSid each.
 --
---   wrk ... -s webhooks.lua URL -- REQUESTS_FILE [NTHREADS]
+--   wrk ... -s webhooks.lua URL -- REQUESTS_FILE [NTHREADS [EXPECT]]
 --
 -- REQUESTS_FILE comes from gen_requests.py: a TEMPLATE line, then one
 -- "MessageSid FromDigits Signature" line per request. Lines are streamed, not
@@ -8,6 +8,9 @@
 -- thread k of n takes lines k, k+n, ... so no MessageSid is sent twice. When
 -- the file runs out it starts over; every such request is counted as "reused" (a replay for
 -- twhookd, which would flatter it), and done() reports it.
+--
+-- EXPECT (default "token=", the reset link) must appear in every 200 answer;
+-- one without it counts as "nolink". The PIN run passes "<Response/>".
 --
 -- done() prints one machine-readable line for bench/run:
 --   BENCH requests=... duration_us=... p50_us=... p99_us=... non200=... nolink=...
@@ -26,6 +29,7 @@ end
 -- Per-thread state (each thread has its own Lua state).
 local file, path, pieces, head
 local stride, skip = 1, 0
+local expect = "token="
 non200 = 0
 nolink = 0
 reused = 0
@@ -60,8 +64,9 @@ end
 
 function init(args)
    path = args[1]
-   assert(path, "usage: wrk ... -s webhooks.lua URL -- REQUESTS_FILE [NTHREADS]")
+   assert(path, "usage: wrk ... -s webhooks.lua URL -- REQUESTS_FILE [NTHREADS [EXPECT]]")
    stride = tonumber(args[2]) or 1
+   if args[3] and args[3] ~= "" then expect = args[3] end
    skip = tonumber(tid) or 0 -- set by setup() before init() runs
    pieces = split_template(open_file())
    local host = wrk.host .. ":" .. tostring(wrk.port)
@@ -105,9 +110,9 @@ end
 
 function response(status, headers, body)
    if status == 200 then
-      -- every sender is registered: a 200 without a reset link means the
-      -- server skipped the work (rate limited, unknown number, ...)
-      if not (body and body:find("token=", 1, true)) then nolink = nolink + 1 end
+      -- every sender is registered: a 200 without the expected answer (a
+      -- reset link) means the server skipped the work (rate limited, ...)
+      if not (body and body:find(expect, 1, true)) then nolink = nolink + 1 end
    else
       non200 = non200 + 1
       local k = tostring(status)

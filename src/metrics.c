@@ -17,7 +17,7 @@ static const struct {
 	[METRIC_SIGNATURE_WRONG_ACCOUNT] = { "twhookd_signature_failures_total", "{reason=\"wrong_account\"}", NULL },
 	[METRIC_HYGIENE_REFUSED] = { "twhookd_framing_refused_total", "", "Requests refused for ambiguous framing." },
 	[METRIC_WEBHOOK_REPLAYED] = { "twhookd_webhook_replays_total", "", "Webhooks answered from their idempotency record." },
-	[METRIC_WEBHOOK_IN_PROGRESS] = { "twhookd_webhook_in_progress_total", "", "Duplicates refused with 503 while the first ran." },
+	[METRIC_WEBHOOK_IN_PROGRESS] = { "twhookd_webhook_in_progress_total", "", "Duplicates refused with 503 while another process held them." },
 	[METRIC_RESET_ISSUED] = { "twhookd_reset_tokens_issued_total", "", "Reset tokens issued." },
 	[METRIC_RESET_UNKNOWN_NUMBER] = { "twhookd_reset_unknown_number_total", "", "Reset requests from unregistered numbers." },
 	[METRIC_REDEEM_OK] = { "twhookd_reset_tokens_redeemed_total", "{result=\"ok\"}", "Reset token redemptions." },

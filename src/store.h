@@ -44,16 +44,20 @@ int	store_user_remove(struct store *s, const char *phone, bool *removed);
 __attribute__((warn_unused_result))
 int	store_user_list(struct store *s,
 	    int (*cb)(void *arg, const char *phone, const char *user_id), void *arg);
-/* *found false when the phone has no user; user_id is appended to. */
+/*
+ * *found false when the phone has no user; user_id is appended to. Between a
+ * NEW store_claim and its finish it reads inside the claim's transaction.
+ */
 __attribute__((warn_unused_result))
 int	store_user_lookup(struct store *s, const char *phone, struct buf *user_id,
 	    bool *found);
 
 /*
  * Idempotency. A webhook is claimed by (route, key) before its handler runs.
- * NEW: the caller owns it and must finish or release it. RUNNING: another
- * request holds it (answer 503). DONE: answer from outcome/user_id.
- * A RUNNING claim older than stale_after seconds is taken over as NEW.
+ * NEW: the caller owns it and must finish or release it. RUNNING: a record
+ * left by a process that died mid-webhook (answer 503). DONE: answer from
+ * outcome/user_id. A RUNNING claim older than stale_after seconds is taken
+ * over as NEW.
  */
 enum store_claim_state {
 	STORE_CLAIM_NEW = 0,
@@ -65,10 +69,22 @@ struct store_claim {
 	int			 outcome;	/* handler-defined, when DONE */
 	struct buf		 user_id;	/* when DONE and a user was found; caller frees */
 };
+/*
+ * NEW leaves a write transaction open on the calling thread until
+ * store_reset_finish, store_pin_finish or store_claim_release ends it; call
+ * nothing else on the store in between except store_user_lookup, which reads
+ * inside it. Claim, lookup and finish thus commit once, and a concurrent
+ * duplicate waits for that commit (up to the busy timeout) and gets DONE,
+ * never a second run. DONE and RUNNING return with no transaction open.
+ */
 __attribute__((warn_unused_result))
 int	store_claim(struct store *s, const char *route, const char *key, int64_t now,
 	    int64_t stale_after, struct store_claim *out);
-/* Drop a NEW claim the handler could not finish (the retry will run again). */
+/*
+ * Drop a NEW claim the handler could not finish (the retry will run again):
+ * rolls back the claim's open transaction; with none open, deletes a RUNNING
+ * record. A DONE record is never dropped.
+ */
 __attribute__((warn_unused_result))
 int	store_claim_release(struct store *s, const char *route, const char *key);
 
@@ -87,9 +103,11 @@ struct store_limit {
 #define STORE_OUTCOME_LIMITED (-1)
 
 /*
- * Finish a reset claim in one transaction: check and count limits, then when
+ * Finish a reset claim, committing the transaction store_claim left open (or
+ * in one of its own when none is): check and count limits, then when
  * token_hash is non-NULL insert the token (user_id, expires_at), then mark the
- * claim DONE with outcome.
+ * claim DONE with outcome. On -1 everything is rolled back, the claim with it
+ * (as store_claim_release would), and no transaction is left open.
  */
 __attribute__((warn_unused_result))
 int	store_reset_finish(struct store *s, const char *route, const char *key,
@@ -106,9 +124,9 @@ struct store_pin {
 	const char	*sms_body;	/* the text with the PIN; erased once sent */
 };
 /*
- * Finish a PIN claim in one transaction: check and count limits, then when pin
- * is non-NULL upsert the PIN and insert its outbox row (status pending, due
- * now), then mark the claim DONE with outcome.
+ * Finish a PIN claim like store_reset_finish: check and count limits, then
+ * when pin is non-NULL upsert the PIN and insert its outbox row (status
+ * pending, due now), then mark the claim DONE with outcome; all or nothing.
  */
 __attribute__((warn_unused_result))
 int	store_pin_finish(struct store *s, const char *route, const char *key,

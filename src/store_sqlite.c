@@ -2,7 +2,7 @@
  * store.h on SQLite: one connection per thread (opened on first use, closed
  * when its thread exits or at store_close), statements prepared once per
  * connection, multi-statement changes in BEGIN IMMEDIATE transactions.
- * This file: connections, the statement table, the schema, users, purge.
+ * This file: connections, the statement table, users, purge.
  * Only bound parameters reach SQL; no log line carries a phone, token, PIN,
  * hash or message body.
  */
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -22,78 +23,11 @@
 #include "store.h"
 #include "store_sqlite.h"
 
-#define SCHEMA_VERSION		2	/* PRAGMA user_version once migrated */
 /* Expired tokens and PINs linger a day so a late check hears "expired", not "unknown". */
 #define EXPIRED_PURGE_GRACE	((int64_t)24 * 3600)
 
 /* The webhooks.state column holds these values; the SQL below spells them 1 and 2. */
 _Static_assert(STORE_CLAIM_RUNNING == 1 && STORE_CLAIM_DONE == 2, "claim states");
-
-/* Release 0.1.0. */
-static const char schema_v1[] =
-	"CREATE TABLE users ("
-	"  phone TEXT PRIMARY KEY NOT NULL,"
-	"  user_id TEXT NOT NULL);"
-	"CREATE TABLE webhooks ("
-	"  route TEXT NOT NULL,"
-	"  key TEXT NOT NULL,"
-	"  state INTEGER NOT NULL,"		/* 1 running, 2 done */
-	"  outcome INTEGER,"
-	"  user_id TEXT,"
-	"  started_at INTEGER NOT NULL,"
-	"  finished_at INTEGER,"
-	"  PRIMARY KEY (route, key));"
-	"CREATE INDEX webhooks_finished ON webhooks (finished_at)"
-	"  WHERE finished_at IS NOT NULL;"
-	"CREATE INDEX webhooks_running ON webhooks (started_at) WHERE state = 1;"
-	"CREATE TABLE reset_tokens ("
-	"  hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),"
-	"  user_id TEXT NOT NULL,"
-	"  expires_at INTEGER NOT NULL,"
-	"  used_at INTEGER,"
-	"  created_at INTEGER NOT NULL);"
-	"CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);";
-
-/*
- * PINs, the SMS outbox and rate-limit windows. Integration tests read these
- * tables: keep their names and columns. twilio_sid is indexed but not
- * UNIQUE: recording a send Twilio already accepted must never fail (the row
- * would be sent again when its lease ran out).
- */
-static const char schema_v2[] =
-	"CREATE TABLE pins ("
-	"  user_id TEXT PRIMARY KEY NOT NULL,"
-	"  phone TEXT NOT NULL,"
-	"  hash BLOB NOT NULL CHECK (length(hash) = 32),"
-	"  expires_at INTEGER NOT NULL,"
-	"  attempts INTEGER NOT NULL DEFAULT 0,"
-	"  created_at INTEGER NOT NULL);"
-	"CREATE INDEX pins_phone ON pins (phone, created_at);"
-	"CREATE TABLE outbox ("
-	"  id INTEGER PRIMARY KEY,"
-	"  to_phone TEXT NOT NULL,"
-	"  body TEXT,"				/* NULL once erased */
-	"  status TEXT NOT NULL CHECK (status IN"
-	"    ('pending', 'sending', 'sent', 'failed', 'expired')),"
-	"  attempts INTEGER NOT NULL DEFAULT 0,"
-	"  next_attempt_at INTEGER NOT NULL,"
-	"  lease_until INTEGER,"
-	"  expires_at INTEGER NOT NULL,"
-	"  twilio_sid TEXT,"
-	"  http_status INTEGER,"
-	"  error_code INTEGER,"
-	"  delivery_status TEXT,"
-	"  created_at INTEGER NOT NULL,"
-	"  sent_at INTEGER);"
-	"CREATE INDEX outbox_due ON outbox (status, next_attempt_at);"
-	"CREATE INDEX outbox_sid ON outbox (twilio_sid) WHERE twilio_sid IS NOT NULL;"
-	"CREATE TABLE rate_limits ("
-	"  key TEXT PRIMARY KEY NOT NULL,"
-	"  window_start INTEGER NOT NULL,"
-	"  count INTEGER NOT NULL);";
-
-/* migrations[v] takes a database from user_version v to v + 1. */
-static const char *const migrations[SCHEMA_VERSION] = { schema_v1, schema_v2 };
 
 /*
  * Per connection. WAL with synchronous=NORMAL: a commit survives a crash of
@@ -208,10 +142,9 @@ static const struct {
 	    " WHERE id = ?1" },
 	[ST_OUTBOX_DEPTH] = { "outbox depth", "SELECT count(*) FROM outbox"
 	    " WHERE status IN ('pending', 'sending')" },
-	[ST_PURGE_DONE] = { "purge",
-	    "DELETE FROM webhooks WHERE finished_at < ?1" },
-	[ST_PURGE_ABANDONED] = { "purge",
-	    "DELETE FROM webhooks WHERE state = 1 AND started_at < ?1" },
+	/* Done or abandoned alike, by the webhooks_started index. */
+	[ST_PURGE_WEBHOOKS] = { "purge",
+	    "DELETE FROM webhooks WHERE started_at < ?1" },
 	[ST_PURGE_TOKENS] = { "purge",
 	    "DELETE FROM reset_tokens WHERE expires_at < ?1" },
 	[ST_PURGE_PINS] = { "purge", "DELETE FROM pins WHERE expires_at < ?1" },
@@ -227,6 +160,7 @@ struct store {
 	bool		 keyed;		/* key created */
 	pthread_mutex_t	 lock;		/* guards conns */
 	struct conn	*conns;		/* every open connection, for store_close */
+	pthread_mutex_t	 gate;		/* the write gate (store_sqlite.h) */
 	struct sq_ckpt	*ckpt;		/* NULL until the schema is in place */
 };
 
@@ -252,7 +186,8 @@ conn_open(const char *path, char *err, size_t errsz)
 		snprintf(err, errsz, "out of memory");
 		return NULL;
 	}
-	if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK ||
+	c->gated_stmt = -1;
+	if (sqlite3_open_v2(path, &c->db, flags, SQ_VFS_NAME) != SQLITE_OK ||
 	    sqlite3_extended_result_codes(c->db, 1) != SQLITE_OK ||
 	    sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK ||
 	    sqlite3_exec(c->db, sq_conn_pragmas, NULL, NULL, NULL) != SQLITE_OK)
@@ -376,11 +311,40 @@ sq_bind(struct conn *c, enum st id, const char *fmt, ...)
 	return rc;
 }
 
-/* One step: 1 a row, 0 done, -1 error (logged). */
+/*
+ * The transaction (or single writing statement) ended: committed, rolled
+ * back, reset, or ended by SQLite on an error.
+ */
+static void
+gate_leave(struct conn *c)
+{
+	if (c->gated && sqlite3_get_autocommit(c->db)) {
+		c->gated = false;
+		pthread_mutex_unlock(&c->store->gate);
+	}
+}
+
+/*
+ * One step: 1 a row, 0 done, -1 error (logged). A statement that writes
+ * outside a transaction takes the write gate for itself, from its first
+ * step to its reset, so it queues with the transactions of this process
+ * instead of polling SQLite's lock behind them.
+ */
 int
 sq_step(struct conn *c, enum st id)
 {
-	switch (sqlite3_step(c->stmt[id])) {
+	sqlite3_stmt	*st = c->stmt[id];
+
+	if (!c->gated && sqlite3_get_autocommit(c->db) && !sqlite3_stmt_readonly(st)) {
+		if (sq_gate_lock(&c->store->gate, STORE_BUSY_TIMEOUT_MS) == -1) {
+			log_error("store: %s: another thread held the write lock"
+			    " for %ums", stmts[id].name, STORE_BUSY_TIMEOUT_MS);
+			return -1;
+		}
+		c->gated = true;
+		c->gated_stmt = (int)id;
+	}
+	switch (sqlite3_step(st)) {
 	case SQLITE_ROW:
 		return 1;
 	case SQLITE_DONE:
@@ -397,6 +361,10 @@ sq_reset(struct conn *c, enum st id)
 	if (c->stmt[id] != NULL) {
 		sqlite3_reset(c->stmt[id]);
 		sqlite3_clear_bindings(c->stmt[id]);
+	}
+	if (c->gated_stmt == (int)id) {
+		c->gated_stmt = -1;
+		gate_leave(c);
 	}
 }
 
@@ -418,19 +386,50 @@ sq_exec(struct conn *c, enum st id, const char *fmt, ...)
 	return rc;
 }
 
-/* IMMEDIATE takes the write lock up front, so a transaction that reads then
- * writes never fails with SQLITE_BUSY_SNAPSHOT halfway; waiting for the lock
- * is bounded by busy_timeout. */
+int
+sq_gate_lock(pthread_mutex_t *gate, unsigned timeout_ms)
+{
+	struct timespec	until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	return pthread_mutex_clocklock(gate, CLOCK_MONOTONIC, &until) == 0 ? 0 : -1;
+}
+
+/*
+ * The write gate first, then BEGIN IMMEDIATE: IMMEDIATE takes SQLite's write
+ * lock up front, so a transaction that reads then writes never fails with
+ * SQLITE_BUSY_SNAPSHOT halfway. Both waits are bounded by the busy timeout.
+ */
 int
 sq_begin(struct conn *c)
 {
-	return sq_exec(c, ST_BEGIN, "");
+	if (sq_gate_lock(&c->store->gate, STORE_BUSY_TIMEOUT_MS) == -1) {
+		log_error("store: begin: another thread held the write lock for %ums",
+		    STORE_BUSY_TIMEOUT_MS);
+		return -1;
+	}
+	c->gated = true;
+	if (sq_exec(c, ST_BEGIN, "") == -1) {
+		gate_leave(c);
+		return -1;
+	}
+	return 0;
 }
 
 int
 sq_commit(struct conn *c)
 {
-	return sq_exec(c, ST_COMMIT, "");
+	int	rc;
+
+	rc = sq_exec(c, ST_COMMIT, "");
+	gate_leave(c);		/* still held when COMMIT failed: roll back */
+	return rc;
 }
 
 void
@@ -438,7 +437,8 @@ sq_rollback(struct conn *c)
 {
 	/* After SQLITE_FULL, IOERR or NOMEM SQLite may have rolled back already. */
 	if (!sqlite3_get_autocommit(c->db) && sq_exec(c, ST_ROLLBACK, "") == -1)
-		return;		/* logged; nothing more to undo with */
+		return;		/* logged; the transaction, and the gate, stay */
+	gate_leave(c);
 }
 
 /* Append text column col of the current row to b; NULL appends nothing. */
@@ -459,80 +459,6 @@ sq_text(struct conn *c, enum st id, int col, struct buf *b)
 		return -1;
 	}
 	return 0;
-}
-
-/* Single-row PRAGMA for the schema code, which reports into err. */
-static int
-pragma_get(sqlite3 *db, const char *sql, char *text, size_t textsz, int *num,
-    char *err, size_t errsz)
-{
-	sqlite3_stmt		*st = NULL;
-	const unsigned char	*p;
-	int			 rc = -1;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_ROW) {
-		snprintf(err, errsz, "%s: %s", sql, sqlite3_errmsg(db));
-		goto done;
-	}
-	if (text != NULL) {
-		p = sqlite3_column_text(st, 0);
-		snprintf(text, textsz, "%s", p != NULL ? (const char *)p : "");
-	}
-	if (num != NULL)
-		*num = sqlite3_column_int(st, 0);
-	rc = 0;
-done:
-	sqlite3_finalize(st);
-	return rc;
-}
-
-static int
-exec_sql(sqlite3 *db, const char *sql, char *err, size_t errsz)
-{
-	if (sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK)
-		return 0;
-	snprintf(err, errsz, "schema: %s", sqlite3_errmsg(db));
-	return -1;
-}
-
-/* Switch to WAL and bring the schema to SCHEMA_VERSION, all or nothing. */
-static int
-schema_migrate(sqlite3 *db, char *err, size_t errsz)
-{
-	char	mode[16], sql[64];
-	int	version, v, rc = -1;
-
-	/* Persistent in the file; readers then never block the writer. */
-	if (pragma_get(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode), NULL,
-	    err, errsz) == -1)
-		return -1;
-	if (strcmp(mode, "wal") != 0) {
-		snprintf(err, errsz, "cannot use WAL (journal_mode is %s)", mode);
-		return -1;
-	}
-	if (exec_sql(db, "BEGIN IMMEDIATE", err, errsz) == -1 ||
-	    pragma_get(db, "PRAGMA user_version", NULL, 0, &version,
-	    err, errsz) == -1)
-		goto done;
-	if (version < 0 || version > SCHEMA_VERSION) {
-		snprintf(err, errsz, "schema version %d is not one this twhookd "
-		    "knows (at most %d): written by a newer release?", version,
-		    SCHEMA_VERSION);
-		goto done;
-	}
-	for (v = version; v < SCHEMA_VERSION; v++)
-		if (exec_sql(db, migrations[v], err, errsz) == -1)
-			goto done;
-	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
-	if (exec_sql(db, sql, err, errsz) == -1 ||
-	    exec_sql(db, "COMMIT", err, errsz) == -1)
-		goto done;
-	rc = 0;
-done:
-	if (!sqlite3_get_autocommit(db))
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
 }
 
 /*
@@ -564,7 +490,8 @@ store_open(const char *path, struct store **out, char *err, size_t errsz)
 	*out = NULL;
 	if ((s = malloc(sizeof(*s))) == NULL)
 		goto done;
-	*s = (struct store){ .lock = PTHREAD_MUTEX_INITIALIZER };
+	*s = (struct store){ .lock = PTHREAD_MUTEX_INITIALIZER,
+	    .gate = PTHREAD_MUTEX_INITIALIZER };
 	if ((s->path = strdup(path)) == NULL ||
 	    pthread_key_create(&s->key, conn_thread_exit) != 0)
 		goto done;
@@ -573,11 +500,15 @@ store_open(const char *path, struct store **out, char *err, size_t errsz)
 		snprintf(msg, sizeof(msg), "SQLite was built without thread support");
 		goto done;
 	}
+	if (sq_vfs_register() == -1) {
+		snprintf(msg, sizeof(msg), "cannot register the SQLite VFS");
+		goto done;
+	}
 	/* Opens this thread's connection, which then stays attached. */
 	if (db_file_create(path, msg, sizeof(msg)) == -1 ||
 	    (c = conn_attach(s, msg, sizeof(msg))) == NULL ||
-	    schema_migrate(c->db, msg, sizeof(msg)) == -1 ||
-	    sq_ckpt_start(path, &s->ckpt, msg, sizeof(msg)) == -1)
+	    sq_schema_migrate(c->db, msg, sizeof(msg)) == -1 ||
+	    sq_ckpt_start(path, &s->gate, &s->ckpt, msg, sizeof(msg)) == -1)
 		goto done;
 	sqlite3_wal_hook(c->db, sq_ckpt_hook, s->ckpt);
 	*out = s;
@@ -615,6 +546,7 @@ store_close(struct store *s)
 		conn_close(c);
 	}
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->gate);
 	free(s->path);
 	free(s);
 }
@@ -739,8 +671,7 @@ store_purge(struct store *s, int64_t now, int64_t keep)
 	 * window never lasts longer than MAX_LIMIT_WINDOW, so an older start
 	 * means an ended window, which counts as empty anyway.
 	 */
-	if (sq_exec(c, ST_PURGE_DONE, "i", now - keep) == -1 ||
-	    sq_exec(c, ST_PURGE_ABANDONED, "i", now - keep) == -1 ||
+	if (sq_exec(c, ST_PURGE_WEBHOOKS, "i", now - keep) == -1 ||
 	    sq_exec(c, ST_PURGE_TOKENS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
 	    sq_exec(c, ST_PURGE_PINS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
 	    sq_exec(c, ST_PURGE_OUTBOX, "i", now - keep) == -1 ||

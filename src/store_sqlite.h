@@ -1,11 +1,15 @@
 /*
  * Internal to the SQLite backend, shared by store_sqlite.c (connections,
- * statements, schema, users, purge), store_sqlite_webhook.c (claims, limits,
- * tokens, PINs) and store_sqlite_outbox.c. Nothing else includes this.
+ * statements, the write gate, users, purge), store_sqlite_schema.c,
+ * store_sqlite_webhook.c (claims, limits, tokens, PINs),
+ * store_sqlite_outbox.c, store_sqlite_checkpoint.c (the WAL checkpointer)
+ * and store_sqlite_vfs.c. Nothing else includes this.
  */
 #ifndef TWHOOKD_STORE_SQLITE_H
 #define TWHOOKD_STORE_SQLITE_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <sqlite3.h>
@@ -24,22 +28,47 @@ enum st {
 	ST_OUTBOX_INSERT, ST_OUTBOX_LEASE, ST_OUTBOX_RECOVER, ST_OUTBOX_SENT,
 	ST_OUTBOX_RETRY, ST_OUTBOX_GIVE_UP, ST_OUTBOX_SID_GET,
 	ST_OUTBOX_DELIVERY, ST_OUTBOX_DEPTH,
-	ST_PURGE_DONE, ST_PURGE_ABANDONED, ST_PURGE_TOKENS, ST_PURGE_PINS,
+	ST_PURGE_WEBHOOKS, ST_PURGE_TOKENS, ST_PURGE_PINS,
 	ST_PURGE_OUTBOX, ST_PURGE_LIMITS,
 	ST_COUNT
 };
 
 /*
  * WAL checkpoints run on a thread of their own (store_sqlite_checkpoint.c),
- * woken by a commit that leaves more than SQ_CKPT_FRAMES frames in the WAL,
- * or every SQ_CKPT_INTERVAL_MS. Past SQ_CKPT_RESTART_BYTES of WAL it holds
- * writers off briefly so the WAL starts over; journal_size_limit then trims
- * the file back to that size.
+ * woken by a commit that leaves SQ_CKPT_FRAMES frames (16 MiB of 4 KiB
+ * pages) not yet copied, or every SQ_CKPT_INTERVAL_MS. Fewer, larger rounds
+ * copy a page written by many commits once. Past SQ_CKPT_RESTART_BYTES of
+ * WAL it holds writers off (the write gate) for about two fsyncs so the WAL
+ * starts over; journal_size_limit then trims the file back to that size.
+ * Bounds measured with bench/run: see store_sqlite_checkpoint.c.
  */
-#define SQ_CKPT_FRAMES		1000
+#define SQ_CKPT_FRAMES		4000
 #define SQ_CKPT_INTERVAL_MS	1000
 #define SQ_CKPT_RESTART_BYTES	((int64_t)64 * 1024 * 1024)
-#define SQ_CKPT_BUSY_MS		1000	/* the checkpointer's wait for the write lock */
+/*
+ * The checkpointer's longest wait for the gate, and then (writers held off)
+ * for another process's reader or writer: past it, the restart waits for a
+ * later round rather than stall this process's writers.
+ */
+#define SQ_CKPT_WAIT_MS		20
+#define SQ_CKPT_RESTART_LAG	128	/* frames left to copy under the gate, at most... */
+#define SQ_CKPT_CATCHUP_ROUNDS	8	/* ...unless PASSIVE cannot get there in this many */
+
+#define SQ_SCHEMA_VERSION	3	/* PRAGMA user_version once migrated */
+
+/* Switch to WAL and bring the schema to SQ_SCHEMA_VERSION, all or nothing. */
+__attribute__((warn_unused_result))
+int	sq_schema_migrate(sqlite3 *db, char *err, size_t errsz);
+
+/*
+ * The VFS of every connection of the backend (store_sqlite_vfs.c): "unix",
+ * with each commit's WAL frames written in one call, gathered in up to
+ * SQ_WAL_BATCH_BYTES per connection. Registered once; 0 or -1.
+ */
+#define SQ_VFS_NAME		"twhookd"
+#define SQ_WAL_BATCH_BYTES	((size_t)124 * 1024)	/* "unix" writes < 128 KiB a call */
+__attribute__((warn_unused_result))
+int	sq_vfs_register(void);
 
 /* Run on every connection the backend opens. */
 extern const char sq_conn_pragmas[];
@@ -47,7 +76,8 @@ extern const char sq_conn_pragmas[];
 struct sq_ckpt;
 /* Open the checkpointer's connection and start its thread. -1 with err set. */
 __attribute__((warn_unused_result))
-int	sq_ckpt_start(const char *path, struct sq_ckpt **out, char *err, size_t errsz);
+int	sq_ckpt_start(const char *path, pthread_mutex_t *gate, struct sq_ckpt **out,
+	    char *err, size_t errsz);
 /* Stop and join the thread, close its connection; accepts NULL. */
 void	sq_ckpt_stop(struct sq_ckpt *k);
 /* sqlite3_wal_hook callback for request connections; arg is the checkpointer or NULL. */
@@ -62,6 +92,8 @@ struct conn {
 	sqlite3_stmt	*stmt[ST_COUNT];	/* prepared on first use */
 	struct store	*store;
 	struct conn	*prev, *next;
+	bool		 gated;		/* holds the store's write gate */
+	int		 gated_stmt;	/* for this statement only (enum st), or -1 */
 };
 
 /* This thread's connection, opened on first use; NULL after logging. */
@@ -75,10 +107,10 @@ int	sq_fail(struct conn *c, enum st id);
  */
 __attribute__((warn_unused_result))
 int	sq_bind(struct conn *c, enum st id, const char *fmt, ...);
-/* One step: 1 a row, 0 done, -1 error (logged). */
+/* One step: 1 a row, 0 done, -1 error (logged). Writes take the gate. */
 __attribute__((warn_unused_result))
 int	sq_step(struct conn *c, enum st id);
-/* Reset and clear bindings; accepts a statement never prepared. */
+/* Reset and clear bindings (and the gate sq_step took); accepts a statement never prepared. */
 void	sq_reset(struct conn *c, enum st id);
 /* Bind, run to completion, reset. */
 __attribute__((warn_unused_result))
@@ -86,7 +118,23 @@ int	sq_exec(struct conn *c, enum st id, const char *fmt, ...);
 /* Append text column col of the current row to b; NULL appends nothing. */
 __attribute__((warn_unused_result))
 int	sq_text(struct conn *c, enum st id, int col, struct buf *b);
-/* BEGIN IMMEDIATE, COMMIT, and a ROLLBACK that is safe on every error path. */
+/*
+ * The write gate: a mutex per store, held by a connection from its BEGIN
+ * IMMEDIATE to the end of that transaction, and by the checkpointer while
+ * it starts the WAL over. Writers of this process queue on it and wake the
+ * moment it is free, where SQLite's busy handler would poll, sleeping a
+ * millisecond and more between tries; other processes still meet SQLite's
+ * own lock and busy_timeout. A writing statement outside a transaction
+ * holds it from its first sq_step to its sq_reset. 0, or -1 after
+ * timeout_ms.
+ */
+__attribute__((warn_unused_result))
+int	sq_gate_lock(pthread_mutex_t *gate, unsigned timeout_ms);
+/*
+ * The gate, then BEGIN IMMEDIATE; COMMIT; and a ROLLBACK that is safe on
+ * every error path. COMMIT and ROLLBACK release the gate once SQLite's
+ * transaction has ended.
+ */
 __attribute__((warn_unused_result))
 int	sq_begin(struct conn *c);
 __attribute__((warn_unused_result))

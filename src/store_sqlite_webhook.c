@@ -1,8 +1,9 @@
 /*
  * store.h on SQLite, what webhooks and the PIN check do: idempotency claims,
  * the finish transactions that check and count rate limits before issuing a
- * reset token or a PIN with its SMS, token redeem and PIN verify. Each is one
- * transaction; none logs a phone, token, PIN, hash or message body.
+ * reset token or a PIN with its SMS, token redeem and PIN verify. A new
+ * webhook's claim, user lookup and finish are one transaction; none logs a
+ * phone, token, PIN, hash or message body.
  */
 #include <stdio.h>
 #include <string.h>
@@ -45,6 +46,14 @@ done:
 	return rc;
 }
 
+/*
+ * One write transaction per new webhook: a NEW claim keeps its BEGIN
+ * IMMEDIATE open, so the handler's user lookup and its finish share it and
+ * the RUNNING row is never visible to anyone. A duplicate arriving meanwhile
+ * waits for the write lock (the write gate in this process, busy_timeout
+ * across processes) and then reads DONE; it reads RUNNING only from a row
+ * committed by a process that died mid-webhook.
+ */
 int
 store_claim(struct store *s, const char *route, const char *key, int64_t now,
     int64_t stale_after, struct store_claim *out)
@@ -55,7 +64,15 @@ store_claim(struct store *s, const char *route, const char *key, int64_t now,
 	out->state = STORE_CLAIM_NEW;
 	out->outcome = 0;
 	buf_reset(&out->user_id);
-	if ((c = sq_conn(s)) == NULL || sq_begin(c) == -1)
+	if ((c = sq_conn(s)) == NULL)
+		return -1;
+	if (!sqlite3_get_autocommit(c->db)) {
+		/* A NEW claim neither finished nor released: a bug of ours. */
+		log_error("store: claim: a previous claim left its transaction open;"
+		    " rolled back");
+		sq_rollback(c);
+	}
+	if (sq_begin(c) == -1)
 		return -1;
 	if (sq_exec(c, ST_CLAIM_INSERT, "tti", route, key, now) == -1)
 		goto done;
@@ -67,7 +84,8 @@ store_claim(struct store *s, const char *route, const char *key, int64_t now,
 		    "tti", route, key, now) == -1)
 			goto done;
 	}
-	rc = sq_commit(c);
+	/* NEW: the transaction stays open until finish or release. */
+	rc = out->state == STORE_CLAIM_NEW ? 0 : sq_commit(c);
 done:
 	if (rc == -1)
 		sq_rollback(c);
@@ -81,7 +99,32 @@ store_claim_release(struct store *s, const char *route, const char *key)
 
 	if ((c = sq_conn(s)) == NULL)
 		return -1;
+	if (!sqlite3_get_autocommit(c->db)) {
+		/* The claim's own transaction: its RUNNING row goes with it. */
+		sq_rollback(c);
+		return sqlite3_get_autocommit(c->db) ? 0 : -1;
+	}
+	/*
+	 * Nothing open: the finish already committed or rolled back. Only a
+	 * committed RUNNING row can remain (none of ours); DONE is kept.
+	 */
 	return sq_exec(c, ST_CLAIM_RELEASE, "tt", route, key);
+}
+
+/*
+ * Enter a finish transaction: the one store_claim left open, or a new one
+ * when the caller holds none (finish then fails unless the claim is RUNNING).
+ */
+static struct conn *
+finish_begin(struct store *s)
+{
+	struct conn	*c;
+
+	if ((c = sq_conn(s)) == NULL)
+		return NULL;
+	if (sqlite3_get_autocommit(c->db) && sq_begin(c) == -1)
+		return NULL;
+	return c;
 }
 
 /*
@@ -162,7 +205,7 @@ store_reset_finish(struct store *s, const char *route, const char *key,
 	int		 rc = -1;
 
 	*limited_by = -1;
-	if ((c = sq_conn(s)) == NULL || sq_begin(c) == -1)
+	if ((c = finish_begin(s)) == NULL)
 		return -1;
 	if (finish_claim(c, route, key, outcome, user_id, now, limits, nlimits,
 	    limited_by) == -1)
@@ -186,14 +229,14 @@ store_pin_finish(struct store *s, const char *route, const char *key,
 	int		 rc = -1;
 
 	*limited_by = -1;
+	if ((c = finish_begin(s)) == NULL)
+		return -1;
 	/* The outbox hands destinations out in a fixed-size field. */
 	if (pin != NULL && strlen(pin->phone) >= SQ_PHONE_SIZE) {
 		log_error("store: pin finish: destination longer than %zu bytes",
 		    SQ_PHONE_SIZE - 1);
-		return -1;
+		goto done;
 	}
-	if ((c = sq_conn(s)) == NULL || sq_begin(c) == -1)
-		return -1;
 	if (finish_claim(c, route, key, outcome, pin != NULL ? pin->user_id : NULL,
 	    now, limits, nlimits, limited_by) == -1)
 		goto done;

@@ -1,10 +1,11 @@
 /*
  * The SQLite backend against store.h, each test on a fresh database in its
- * own mkdtemp directory: schema migration, users, idempotency claims
- * (including stale takeover and racing threads), rate limits, single-use
- * tokens (including a redeem race), PINs, the outbox (including racing
- * leasers) and purge. Tables are also read over a separate connection, as
- * the integration tests do.
+ * own mkdtemp directory: schema migrations (v1 and v2 to v3) and query
+ * plans, users, idempotency claims (one transaction from claim to finish,
+ * stale takeover, racing threads), rate limits, single-use tokens (including
+ * a redeem race), PINs, the outbox (including racing leasers), purge, and a
+ * process killed mid-load. Tables are also read over a separate connection,
+ * as the integration tests do.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -114,6 +117,43 @@ q(const char *db, const char *sql, char out[256])
 	char	out_[256];						\
 	assert_string_equal(q((f)->db, (sql), out_), (want));		\
 } while (0)
+
+/* A RUNNING record as a process that died mid-webhook leaves it: committed. */
+static void
+running_row(const struct fx *f, const char *route, const char *key,
+    int64_t started_at)
+{
+	sqlite3	*h;
+	char	 sql[256];
+
+	snprintf(sql, sizeof(sql), "INSERT INTO webhooks (route, key, state,"
+	    " started_at) VALUES ('%s', '%s', 1, %lld)", route, key,
+	    (long long)started_at);
+	assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READWRITE, NULL),
+	    SQLITE_OK);
+	sqlite3_busy_timeout(h, 5000);
+	if (sqlite3_exec(h, sql, NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(h));
+	sqlite3_close(h);
+}
+
+/* Does a transaction of the store hold the write lock? Asked without waiting. */
+static bool
+write_locked(const struct fx *f)
+{
+	sqlite3	*h;
+	int	 rc;
+
+	assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READWRITE, NULL),
+	    SQLITE_OK);
+	rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		assert_int_equal(sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	else
+		assert_int_equal(rc, SQLITE_BUSY);
+	sqlite3_close(h);
+	return rc == SQLITE_BUSY;
+}
 
 static void
 test_open_file_private_and_reopen(void **state)
@@ -290,10 +330,6 @@ test_claim_finish(void **state)
 
 	hash_of(h, 1);
 	claim(f->s, "SM1", T0, STORE_CLAIM_NEW, &c);
-	claim(f->s, "SM1", T0 + 1, STORE_CLAIM_RUNNING, &c);
-	/* Same key on another route is another webhook. */
-	assert_int_equal(store_claim(f->s, "/sms/pin", "SM1", T0, STALE, &c), 0);
-	assert_int_equal(c.state, STORE_CLAIM_NEW);
 	assert_int_equal(reset_finish(f->s, "SM1", 7, h, "alice",
 	    T0 + 900, T0 + 2), 0);
 	claim(f->s, "SM1", T0 + 3, STORE_CLAIM_DONE, &c);
@@ -302,6 +338,10 @@ test_claim_finish(void **state)
 	/* A replay long after still gets the record, never a new run. */
 	claim(f->s, "SM1", T0 + 86400, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 7);
+	/* Same key on another route is another webhook. */
+	assert_int_equal(store_claim(f->s, "/sms/pin", "SM1", T0, STALE, &c), 0);
+	assert_int_equal(c.state, STORE_CLAIM_NEW);
+	assert_int_equal(store_claim_release(f->s, "/sms/pin", "SM1"), 0);
 
 	/* Unknown number: DONE without user or token. */
 	claim(f->s, "SM2", T0, STORE_CLAIM_NEW, &c);
@@ -311,6 +351,45 @@ test_claim_finish(void **state)
 	assert_int_equal(c.outcome, 3);
 	assert_int_equal(c.user_id.len, 0);
 	buf_free(&c.user_id);
+}
+
+/*
+ * A NEW claim holds its transaction through the user lookup to the finish:
+ * nobody else sees the RUNNING row, the finish commits all of it at once,
+ * and DONE or RUNNING answers leave nothing open.
+ */
+static void
+test_claim_one_transaction(void **state)
+{
+	struct fx		*f = *state;
+	struct store_claim	 c = { .user_id = BUF_INIT };
+	struct buf		 uid = BUF_INIT;
+	bool			 found;
+	uint8_t			 h[STORE_HASH_BYTES];
+
+	hash_of(h, 1);
+	assert_int_equal(store_user_add(f->s, "+15550000001", "alice"), 0);
+	assert_false(write_locked(f));
+	claim(f->s, "SM1", T0, STORE_CLAIM_NEW, &c);
+	assert_true(write_locked(f));
+	assert_sql(f, "SELECT count(*) FROM webhooks", "0");
+	assert_int_equal(store_user_lookup(f->s, "+15550000001", &uid, &found), 0);
+	assert_true(found);
+	assert_string_equal(uid.data, "alice");
+	assert_true(write_locked(f));
+	assert_int_equal(reset_finish(f->s, "SM1", 1, h, uid.data, T0 + 900, T0), 0);
+	assert_false(write_locked(f));
+	assert_sql(f, "SELECT state || ' ' || outcome || ' ' || user_id FROM webhooks",
+	    "2 1 alice");
+	assert_sql(f, "SELECT user_id FROM reset_tokens", "alice");
+
+	claim(f->s, "SM1", T0 + 1, STORE_CLAIM_DONE, &c);
+	assert_false(write_locked(f));
+	running_row(f, ROUTE, "SM2", T0);
+	claim(f->s, "SM2", T0 + 1, STORE_CLAIM_RUNNING, &c);
+	assert_false(write_locked(f));
+	buf_free(&c.user_id);
+	buf_free(&uid);
 }
 
 static void
@@ -338,6 +417,21 @@ test_finish_needs_running_claim(void **state)
 	assert_int_equal(c.outcome, 1);
 	assert_int_equal(store_token_redeem(f->s, h, T0, &r, &uid), 0);
 	assert_int_equal(r, STORE_REDEEM_UNKNOWN);
+	assert_false(write_locked(f));
+	/*
+	 * A finish that fails inside the claim's transaction (here: another
+	 * key, so no RUNNING claim to finish) rolls all of it back, the claim
+	 * too, and leaves nothing open: the retry runs from scratch.
+	 */
+	claim(f->s, "SM8", T0, STORE_CLAIM_NEW, &c);
+	assert_int_equal(reset_finish(f->s, "SM7", 1, h, "alice", T0 + 900, T0), -1);
+	assert_false(write_locked(f));
+	assert_sql(f, "SELECT count(*) FROM webhooks WHERE key = 'SM8'", "0");
+	assert_int_equal(store_claim_release(f->s, ROUTE, "SM8"), 0);
+	claim(f->s, "SM8", T0 + 1, STORE_CLAIM_NEW, &c);
+	assert_int_equal(reset_finish(f->s, "SM8", 4, NULL, NULL, 0, T0 + 1), 0);
+	claim(f->s, "SM8", T0 + 2, STORE_CLAIM_DONE, &c);
+	assert_int_equal(c.outcome, 4);
 	buf_free(&c.user_id);
 	buf_free(&uid);
 }
@@ -363,11 +457,19 @@ test_claim_stale_takeover(void **state)
 
 	for (size_t i = 0; i < sizeof(stale_cases) / sizeof(stale_cases[0]); i++) {
 		snprintf(key, sizeof(key), "SM%zu", i);
-		claim(f->s, key, T0, STORE_CLAIM_NEW, &c);
+		running_row(f, ROUTE, key, T0);
 		claim(f->s, key, T0 + stale_cases[i].age, stale_cases[i].want, &c);
+		if (c.state == STORE_CLAIM_NEW)
+			assert_int_equal(store_claim_release(f->s, ROUTE, key), 0);
+		assert_false(write_locked(f));
 	}
-	/* A takeover restarts the clock: the next duplicate sees RUNNING. */
-	claim(f->s, "SM3", T0 + STALE * 10 + 1, STORE_CLAIM_RUNNING, &c);
+	/* A released takeover leaves the dead run's record: still stale. */
+	claim(f->s, "SM3", T0 + STALE * 10 + 1, STORE_CLAIM_NEW, &c);
+	/* A finished one is answered from its record like any other. */
+	assert_int_equal(reset_finish(f->s, "SM3", 6, NULL, NULL, 0,
+	    T0 + STALE * 10 + 1), 0);
+	claim(f->s, "SM3", T0 + STALE * 10 + 2, STORE_CLAIM_DONE, &c);
+	assert_int_equal(c.outcome, 6);
 	buf_free(&c.user_id);
 }
 
@@ -378,7 +480,10 @@ test_claim_release(void **state)
 	struct store_claim	 c = { .user_id = BUF_INIT };
 
 	claim(f->s, "SM1", T0, STORE_CLAIM_NEW, &c);
+	assert_true(write_locked(f));
 	assert_int_equal(store_claim_release(f->s, ROUTE, "SM1"), 0);
+	assert_false(write_locked(f));
+	assert_sql(f, "SELECT count(*) FROM webhooks", "0");
 	claim(f->s, "SM1", T0 + 1, STORE_CLAIM_NEW, &c);
 	/* Release never drops a finished record. */
 	assert_int_equal(reset_finish(f->s, "SM1", 5, NULL, NULL,
@@ -386,6 +491,12 @@ test_claim_release(void **state)
 	assert_int_equal(store_claim_release(f->s, ROUTE, "SM1"), 0);
 	claim(f->s, "SM1", T0 + 2, STORE_CLAIM_DONE, &c);
 	assert_int_equal(store_claim_release(f->s, ROUTE, "nothing"), 0);
+	/* With no transaction open it deletes a committed RUNNING record. */
+	running_row(f, ROUTE, "SM2", T0);
+	assert_int_equal(store_claim_release(f->s, ROUTE, "SM2"), 0);
+	claim(f->s, "SM2", T0 + 1, STORE_CLAIM_NEW, &c);
+	assert_int_equal(store_claim_release(f->s, ROUTE, "SM2"), 0);
+	assert_false(write_locked(f));
 	buf_free(&c.user_id);
 }
 
@@ -456,16 +567,18 @@ test_purge(void **state)
 	const int64_t		 keep = 30 * 86400, now = T0 + keep + 100;
 
 	issue(f->s, "old", 1, "alice", T0 + 900);		/* finished at T0 */
-	claim(f->s, "abandoned", T0, STORE_CLAIM_NEW, &c);	/* never finished */
+	running_row(f, ROUTE, "abandoned", T0);			/* never finished */
 	claim(f->s, "recent", now - 50, STORE_CLAIM_NEW, &c);
 	assert_int_equal(reset_finish(f->s, "recent", 1, NULL, NULL,
 	    0, now - 50), 0);
-	claim(f->s, "running", now - 10, STORE_CLAIM_NEW, &c);
+	running_row(f, ROUTE, "running", now - 10);
 	issue(f->s, "SMt", 2, "bob", now - 3600);		/* expired an hour ago */
 	assert_int_equal(store_purge(f->s, now, keep), 0);
 
 	claim(f->s, "old", now, STORE_CLAIM_NEW, &c);
+	assert_int_equal(store_claim_release(f->s, ROUTE, "old"), 0);
 	claim(f->s, "abandoned", now, STORE_CLAIM_NEW, &c);
+	assert_int_equal(store_claim_release(f->s, ROUTE, "abandoned"), 0);
 	claim(f->s, "recent", now, STORE_CLAIM_DONE, &c);
 	claim(f->s, "running", now, STORE_CLAIM_RUNNING, &c);
 	hash_of(h, 1);
@@ -491,16 +604,32 @@ struct racer {
 	char			 user[16];
 };
 
+/* Claim, and run the webhook as a handler does when the claim is NEW. */
 static void *
 race_claim(void *arg)
 {
 	struct racer		*r = arg;
 	struct store_claim	 c = { .user_id = BUF_INIT };
+	struct buf		 uid = BUF_INIT;
+	const struct timespec	 work = { 0, 200000 };
+	bool			 found;
+	int			 by;
 
 	pthread_barrier_wait(r->barrier);
 	r->rc = store_claim(r->s, ROUTE, r->key, T0, STALE, &c);
 	r->state = c.state;
+	if (r->rc == 0 && c.state == STORE_CLAIM_NEW) {
+		nanosleep(&work, NULL);		/* the others pile up on the lock */
+		r->rc = store_user_lookup(r->s, "+15550000001", &uid, &found);
+		if (r->rc == 0)
+			r->rc = store_reset_finish(r->s, ROUTE, r->key, 9, NULL,
+			    uid.data, 0, T0, NULL, 0, &by);
+	} else if (c.state == STORE_CLAIM_DONE) {
+		snprintf(r->user, sizeof(r->user), "%d %s", c.outcome,
+		    c.user_id.data != NULL ? c.user_id.data : "");
+	}
 	buf_free(&c.user_id);
+	buf_free(&uid);
 	return NULL;
 }
 
@@ -575,18 +704,23 @@ test_concurrent_claims(void **state)
 
 	/* This thread's connection and the checkpointer's. */
 	assert_int_equal(base, 2);
+	assert_int_equal(store_user_add(f->s, "+15550000001", "alice"), 0);
 	for (int round = 0; round < ROUNDS; round++) {
-		int fresh = 0, running = 0;
+		int fresh = 0, done = 0;
 
 		snprintf(key, sizeof(key), "SM%d", round);
 		race(f->s, race_claim, key, r);
+		/* Exactly one ran it; every duplicate waited and got its record. */
 		for (int i = 0; i < THREADS; i++) {
 			assert_int_equal(r[i].rc, 0);
 			fresh += r[i].state == STORE_CLAIM_NEW;
-			running += r[i].state == STORE_CLAIM_RUNNING;
+			if (r[i].state == STORE_CLAIM_DONE) {
+				done++;
+				assert_string_equal(r[i].user, "9 alice");
+			}
 		}
 		assert_int_equal(fresh, 1);
-		assert_int_equal(running, THREADS - 1);
+		assert_int_equal(done, THREADS - 1);
 		/* Each racer's connection closed when its thread exited. */
 		assert_int_equal(conns_on(f->db), base);
 	}
@@ -643,30 +777,111 @@ static const char v1_database[] =
 	"  X'0100000000000000000000000000000000000000000000000000000000000000',"
 	"  'alice', 1700000900, NULL, 1700000000);";
 
-/* The columns integration tests read, in order. */
+/* Release 0.2.0's additions at user_version 2, with a row in each new table. */
+static const char v2_additions[] =
+	"CREATE TABLE pins (user_id TEXT PRIMARY KEY NOT NULL, phone TEXT NOT NULL,"
+	"  hash BLOB NOT NULL CHECK (length(hash) = 32), expires_at INTEGER NOT NULL,"
+	"  attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);"
+	"CREATE INDEX pins_phone ON pins (phone, created_at);"
+	"CREATE TABLE outbox (id INTEGER PRIMARY KEY, to_phone TEXT NOT NULL, body TEXT,"
+	"  status TEXT NOT NULL CHECK (status IN"
+	"    ('pending', 'sending', 'sent', 'failed', 'expired')),"
+	"  attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL,"
+	"  lease_until INTEGER, expires_at INTEGER NOT NULL, twilio_sid TEXT,"
+	"  http_status INTEGER, error_code INTEGER, delivery_status TEXT,"
+	"  created_at INTEGER NOT NULL, sent_at INTEGER);"
+	"CREATE INDEX outbox_due ON outbox (status, next_attempt_at);"
+	"CREATE INDEX outbox_sid ON outbox (twilio_sid) WHERE twilio_sid IS NOT NULL;"
+	"CREATE TABLE rate_limits (key TEXT PRIMARY KEY NOT NULL,"
+	"  window_start INTEGER NOT NULL, count INTEGER NOT NULL);"
+	"PRAGMA user_version = 2;"
+	"INSERT INTO webhooks VALUES ('/sms/reset', 'SMrun', 1, NULL, NULL,"
+	"  1700000000, NULL);"
+	"INSERT INTO rate_limits VALUES ('reset:+15550000001', 1700000000, 2);"
+	"INSERT INTO pins VALUES ('alice', '+15550000001',"
+	"  X'0700000000000000000000000000000000000000000000000000000000000000',"
+	"  1700000600, 0, 1700000000);"
+	"INSERT INTO outbox (to_phone, body, status, next_attempt_at, expires_at,"
+	"  created_at) VALUES ('+15550000001', 'code 7', 'pending', 1700000000,"
+	"  1700000600, 1700000000);";
+
+/* Every table's columns in order (integration tests read them), and its key. */
 static const struct {
 	const char	*table;
 	const char	*columns;
-} v2_tables[] = {
-	{ "pins", "user_id,phone,hash,expires_at,attempts,created_at" },
+	bool		 without_rowid;
+} v3_tables[] = {
+	{ "users", "phone,user_id", true },
+	{ "webhooks", "route,key,state,outcome,user_id,started_at,finished_at", true },
+	{ "reset_tokens", "hash,user_id,expires_at,used_at,created_at", true },
+	{ "pins", "user_id,phone,hash,expires_at,attempts,created_at", false },
 	{ "outbox", "id,to_phone,body,status,attempts,next_attempt_at,lease_until,"
 	    "expires_at,twilio_sid,http_status,error_code,delivery_status,"
-	    "created_at,sent_at" },
-	{ "rate_limits", "key,window_start,count" },
+	    "created_at,sent_at", false },
+	{ "rate_limits", "key,window_start,count", true },
 };
 
 static void
-check_v2_schema(const char *db)
+check_v3_schema(const char *db)
 {
 	char	sql[256], out[256];
 
-	assert_string_equal(q(db, "PRAGMA user_version", out), "2");
-	for (size_t i = 0; i < sizeof(v2_tables) / sizeof(v2_tables[0]); i++) {
+	assert_string_equal(q(db, "PRAGMA user_version", out), "3");
+	for (size_t i = 0; i < sizeof(v3_tables) / sizeof(v3_tables[0]); i++) {
 		snprintf(sql, sizeof(sql), "SELECT group_concat(name, ',') FROM"
 		    " (SELECT name FROM pragma_table_info('%s') ORDER BY cid)",
-		    v2_tables[i].table);
-		assert_string_equal(q(db, sql, out), v2_tables[i].columns);
+		    v3_tables[i].table);
+		assert_string_equal(q(db, sql, out), v3_tables[i].columns);
+		snprintf(sql, sizeof(sql), "SELECT wr FROM pragma_table_list"
+		    " WHERE name = '%s' AND schema = 'main'", v3_tables[i].table);
+		assert_string_equal(q(db, sql, out),
+		    v3_tables[i].without_rowid ? "1" : "0");
 	}
+	/* Only the indexes a query uses (test_query_plans). */
+	assert_string_equal(q(db, "SELECT group_concat(name, ',') FROM (SELECT name"
+	    " FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL"
+	    " ORDER BY name)", out),
+	    "outbox_due,outbox_sid,pins_phone,reset_tokens_expires,webhooks_started");
+	/* No leftover of the copies. */
+	assert_string_equal(q(db, "SELECT count(*) FROM sqlite_schema"
+	    " WHERE name LIKE '%_v3'", out), "0");
+}
+
+/* Schema objects of a that b lacks, and the other way (check_v3_schema checks columns). */
+static const char *
+schema_diff(const char *a, const char *b, char out[256])
+{
+	sqlite3		*h;
+	sqlite3_stmt	*st;
+	char		 sql[512];
+
+	snprintf(sql, sizeof(sql), "ATTACH '%s' AS other", b);
+	assert_int_equal(sqlite3_open_v2(a, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(h, "SELECT count(*) FROM ("
+	    "SELECT type, name, tbl_name FROM main.sqlite_schema EXCEPT"
+	    " SELECT type, name, tbl_name FROM other.sqlite_schema UNION ALL"
+	    " SELECT type, name, tbl_name FROM other.sqlite_schema EXCEPT"
+	    " SELECT type, name, tbl_name FROM main.sqlite_schema)", -1, &st,
+	    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	snprintf(out, 256, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return out;
+}
+
+/* An old release's database, written at path by sql. */
+static void
+old_database(const char *path, const char *sql, const char *more)
+{
+	sqlite3	*db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	if (more != NULL)
+		assert_int_equal(sqlite3_exec(db, more, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
 }
 
 static void
@@ -677,18 +892,16 @@ test_migrate_v1(void **state)
 	struct store_claim	 c = { .user_id = BUF_INIT };
 	struct buf		 uid = BUF_INIT;
 	enum store_redeem	 r;
-	sqlite3			*db;
 	uint8_t			 h[STORE_HASH_BYTES];
-	char			 path[160], err[256];
+	char			 path[160], err[256], out[256];
 
-	check_v2_schema(f->db);
+	check_v3_schema(f->db);
 	snprintf(path, sizeof(path), "%s/v1.db", f->dir);
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, v1_database, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	old_database(path, v1_database, NULL);
 
 	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
-	check_v2_schema(path);
+	check_v3_schema(path);
+	assert_string_equal(schema_diff(f->db, path, out), "0");
 	/* The old release's rows are all still there. */
 	check_lookups(s, (const struct lookup_case[]){ { "+15550000001", "alice" } }, 1);
 	claim(s, "SMold", T0 + 5, STORE_CLAIM_DONE, &c);
@@ -700,10 +913,114 @@ test_migrate_v1(void **state)
 	store_close(s);
 	/* Opening a migrated database again changes nothing. */
 	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
-	check_v2_schema(path);
+	check_v3_schema(path);
 	store_close(s);
 	buf_free(&c.user_id);
 	buf_free(&uid);
+}
+
+static void
+test_migrate_v2(void **state)
+{
+	struct fx		*f = *state;
+	struct store		*s;
+	struct store_claim	 c = { .user_id = BUF_INIT };
+	struct buf		 uid = BUF_INIT;
+	enum store_redeem	 r;
+	enum store_pin_check	 pr;
+	uint8_t			 h[STORE_HASH_BYTES];
+	char			 path[160], err[256], out[256];
+	int			 by;
+	const struct store_limit lim = { "reset:+15550000001", 3, 3600 };
+
+	snprintf(path, sizeof(path), "%s/v2.db", f->dir);
+	old_database(path, v1_database, v2_additions);
+	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
+	check_v3_schema(path);
+	assert_string_equal(schema_diff(f->db, path, out), "0");
+	/* Every row came along: users, records, tokens, limits, PINs, outbox. */
+	check_lookups(s, (const struct lookup_case[]){ { "+15550000001", "alice" } }, 1);
+	claim(s, "SMold", T0 + 5, STORE_CLAIM_DONE, &c);
+	assert_int_equal(c.outcome, 7);
+	claim(s, "SMrun", T0 + 5, STORE_CLAIM_RUNNING, &c);
+	hash_of(h, 1);
+	assert_int_equal(store_token_redeem(s, h, T0 + 5, &r, &uid), 0);
+	assert_int_equal(r, STORE_REDEEM_OK);
+	/* The window of 2 carried over: one more fits, the next is limited. */
+	claim(s, "SMa", T0 + 6, STORE_CLAIM_NEW, &c);
+	assert_int_equal(store_reset_finish(s, ROUTE, "SMa", 1, NULL, NULL, 0,
+	    T0 + 6, &lim, 1, &by), 0);
+	assert_int_equal(by, -1);
+	claim(s, "SMb", T0 + 7, STORE_CLAIM_NEW, &c);
+	assert_int_equal(store_reset_finish(s, ROUTE, "SMb", 1, NULL, NULL, 0,
+	    T0 + 7, &lim, 1, &by), 0);
+	assert_int_equal(by, 0);
+	hash_of(h, 7);
+	buf_reset(&uid);
+	assert_int_equal(store_pin_verify(s, "+15550000001", h, 3, T0 + 8, &pr, &uid), 0);
+	assert_int_equal(pr, STORE_PIN_OK);
+	assert_string_equal(uid.data, "alice");
+	assert_int_equal(store_outbox_depth(s, &(int64_t){ 0 }), 0);
+	assert_string_equal(q(path, "SELECT body FROM outbox", out), "code 7");
+	store_close(s);
+	buf_free(&c.user_id);
+	buf_free(&uid);
+}
+
+/*
+ * The lookups the backend makes (as store_sqlite.c spells them) find rows by
+ * a key or an index, and each index serves one of them. The purges of pins
+ * and rate_limits scan: small tables, once an hour.
+ */
+static const struct {
+	const char	*sql;
+	const char	*plan;		/* a substring of the plan's detail */
+} query_plans[] = {
+	{ "SELECT user_id FROM users WHERE phone = ?1",
+	    "SEARCH users USING PRIMARY KEY (phone=?)" },
+	{ "SELECT state FROM webhooks WHERE route = ?1 AND key = ?2",
+	    "SEARCH webhooks USING PRIMARY KEY (route=? AND key=?)" },
+	{ "DELETE FROM webhooks WHERE started_at < ?1",
+	    "INDEX webhooks_started (started_at<?)" },
+	{ "SELECT used_at FROM reset_tokens WHERE hash = ?1",
+	    "SEARCH reset_tokens USING PRIMARY KEY (hash=?)" },
+	{ "DELETE FROM reset_tokens WHERE expires_at < ?1",
+	    "INDEX reset_tokens_expires (expires_at<?)" },
+	{ "SELECT count FROM rate_limits WHERE key = ?1",
+	    "SEARCH rate_limits USING PRIMARY KEY (key=?)" },
+	{ "SELECT rowid FROM pins WHERE phone = ?1 ORDER BY created_at DESC, rowid DESC",
+	    "INDEX pins_phone (phone=?)" },
+	{ "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1",
+	    "INDEX outbox_due (status=? AND next_attempt_at<?)" },
+	{ "SELECT id FROM outbox WHERE twilio_sid = ?1",
+	    "INDEX outbox_sid (twilio_sid=?)" },
+};
+
+static void
+test_query_plans(void **state)
+{
+	struct fx	*f = *state;
+	sqlite3		*h;
+	sqlite3_stmt	*st;
+	char		 sql[512];
+
+	assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READONLY, NULL),
+	    SQLITE_OK);
+	for (size_t i = 0; i < sizeof(query_plans) / sizeof(query_plans[0]); i++) {
+		bool found = false;
+
+		snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", query_plans[i].sql);
+		if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+			fail_msg("%s: %s", sql, sqlite3_errmsg(h));
+		while (sqlite3_step(st) == SQLITE_ROW)
+			found |= strstr((const char *)sqlite3_column_text(st, 3),
+			    query_plans[i].plan) != NULL;
+		sqlite3_finalize(st);
+		if (!found)
+			fail_msg("%s: no \"%s\" in its plan", query_plans[i].sql,
+			    query_plans[i].plan);
+	}
+	sqlite3_close(h);
 }
 
 static const struct store_limit limit_defs[] = {
@@ -850,6 +1167,8 @@ test_pin_finish_all_or_nothing(void **state)
 	struct buf		 uid = BUF_INIT;
 	uint8_t			 h[STORE_HASH_BYTES];
 	const struct store_pin	 nouser = { NULL, "+15550000001", h, T0 + 600, "x" };
+	const struct store_pin	 toolong = { "alice", "+1555000000100000000000000", h,
+	    T0 + 600, "x" };
 	const struct store_limit lim = { "pin:+15550000001", 2, 3600 };
 	int			 by;
 
@@ -860,8 +1179,14 @@ test_pin_finish_all_or_nothing(void **state)
 	assert_int_equal(store_claim(f->s, PIN_ROUTE, "SM3", T0, STALE, &c), 0);
 	assert_int_equal(store_pin_finish(f->s, PIN_ROUTE, "SM3", 1, &nouser, T0,
 	    &lim, 1, &by), -1);
+	assert_false(write_locked(f));
 	assert_int_equal(store_claim(f->s, PIN_ROUTE, "SM3", T0 + 1, STALE, &c), 0);
-	assert_int_equal(c.state, STORE_CLAIM_RUNNING);
+	assert_int_equal(c.state, STORE_CLAIM_NEW);
+	/* So does a destination too long for the outbox, checked before any write. */
+	assert_int_equal(store_pin_finish(f->s, PIN_ROUTE, "SM3", 1, &toolong, T0,
+	    &lim, 1, &by), -1);
+	assert_false(write_locked(f));
+	assert_sql(f, "SELECT count(*) FROM webhooks WHERE key = 'SM3'", "0");
 	assert_sql(f, "SELECT count FROM rate_limits", "1");
 	assert_sql(f, "SELECT count(*) FROM outbox", "1");
 	/* Never claimed: nothing at all. */
@@ -1325,6 +1650,135 @@ test_purge_pins_outbox_limits(void **state)
 	buf_free(&c.user_id);
 }
 
+/*
+ * A NEW claim left open by a bug: the next claim on that thread rolls it
+ * back (logging it) rather than nesting in it or holding the lock forever.
+ */
+static void
+test_claim_heals_leaked_transaction(void **state)
+{
+	struct fx		*f = *state;
+	struct store_claim	 c = { .user_id = BUF_INIT };
+
+	claim(f->s, "SM1", T0, STORE_CLAIM_NEW, &c);
+	claim(f->s, "SM2", T0, STORE_CLAIM_NEW, &c);
+	assert_int_equal(reset_finish(f->s, "SM2", 1, NULL, NULL, 0, T0), 0);
+	assert_false(write_locked(f));
+	assert_sql(f, "SELECT group_concat(key) FROM webhooks", "SM2");
+	buf_free(&c.user_id);
+}
+
+#define CRASH_USERS	50000	/* one transaction larger than the page cache */
+#define CRASH_WEBHOOKS	4000	/* past SQ_CKPT_RESTART_BYTES of WAL: it starts over */
+
+struct crash_writer {
+	struct store	*s;
+	char		(*phones)[16];
+	unsigned	 first;		/* webhooks first, first + 2, ... */
+	int		 rc;
+};
+
+static void *
+crash_webhooks(void *arg)
+{
+	struct crash_writer	*w = arg;
+	struct store_claim	 c = { .user_id = BUF_INIT };
+	struct buf		 uid = BUF_INIT;
+	uint8_t			 h[STORE_HASH_BYTES];
+	char			 key[16];
+	bool			 found;
+	int			 by;
+
+	w->rc = 0;
+	for (unsigned i = w->first; i < CRASH_WEBHOOKS && w->rc == 0; i += 2) {
+		snprintf(key, sizeof(key), "SM%u", i);
+		hash_of(h, i);
+		buf_reset(&uid);
+		if (store_claim(w->s, ROUTE, key, T0, STALE, &c) == -1 ||
+		    c.state != STORE_CLAIM_NEW ||
+		    store_user_lookup(w->s, w->phones[i * 7 % CRASH_USERS], &uid,
+		    &found) == -1 || !found ||
+		    store_reset_finish(w->s, ROUTE, key, 1, h, uid.data, T0 + 900,
+		    T0, NULL, 0, &by) == -1)
+			w->rc = 3;
+	}
+	buf_free(&c.user_id);
+	buf_free(&uid);
+	return NULL;
+}
+
+/*
+ * In a child: write, from two threads (two connections taking turns at
+ * starting the WAL over), then die without closing anything. 0 when every
+ * write committed.
+ */
+static int
+crash_child(const char *db)
+{
+	struct store		*s;
+	struct store_user	*u = calloc(CRASH_USERS, sizeof(*u));
+	char			(*phones)[16] = calloc(CRASH_USERS, 16);
+	struct crash_writer	 w[2];
+	pthread_t		 th[2];
+	char			 err[256];
+
+	if (u == NULL || phones == NULL || store_open(db, &s, err, sizeof(err)) == -1)
+		return 1;
+	for (unsigned i = 0; i < CRASH_USERS; i++) {
+		snprintf(phones[i], 16, "+1555%07u", i);
+		u[i] = (struct store_user){ phones[i], "user" };
+	}
+	if (store_user_add_many(s, u, CRASH_USERS) == -1)
+		return 2;
+	for (unsigned i = 0; i < 2; i++) {
+		w[i] = (struct crash_writer){ s, phones, i, -1 };
+		if (pthread_create(&th[i], NULL, crash_webhooks, &w[i]) != 0)
+			return 4;
+	}
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	return w[0].rc != 0 ? w[0].rc : w[1].rc;
+}
+
+/*
+ * Every commit survives the process dying (synchronous=NORMAL), whatever the
+ * checkpointer was doing, and the WAL written through the backend's VFS
+ * (frames gathered per commit, restarts, a transaction spilling pages) is
+ * one SQLite's own recovery accepts: opening the database afterwards
+ * rebuilds the WAL index from the frames, checking every checksum.
+ */
+static void
+test_wal_survives_kill(void **state)
+{
+	char	dir[64], db[128], wal[140], out[256];
+	pid_t	pid;
+	int	status;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/test_store.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(db, sizeof(db), "%s/crash.db", dir);
+	snprintf(wal, sizeof(wal), "%s-wal", db);
+	assert_true((pid = fork()) != -1);
+	if (pid == 0)
+		_exit(crash_child(db));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(access(wal, F_OK), 0);		/* left behind, not checkpointed away */
+
+	assert_string_equal(q(db, "PRAGMA integrity_check", out), "ok");
+	assert_string_equal(q(db, "SELECT count(*) FROM users", out), "50000");
+	assert_string_equal(q(db, "SELECT count(*) FROM webhooks WHERE state = 2"
+	    " AND user_id = 'user'", out), "4000");
+	assert_string_equal(q(db, "SELECT count(*) FROM reset_tokens", out), "4000");
+	unlink(db);
+	unlink(wal);
+	snprintf(wal, sizeof(wal), "%s-shm", db);
+	unlink(wal);
+	rmdir(dir);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -1337,14 +1791,18 @@ main(void)
 		T(test_users),
 		T(test_users_add_many_atomic),
 		T(test_claim_finish),
+		T(test_claim_one_transaction),
 		T(test_finish_needs_running_claim),
 		T(test_claim_stale_takeover),
 		T(test_claim_release),
+		T(test_claim_heals_leaked_transaction),
 		T(test_redeem),
 		T(test_purge),
 		T(test_concurrent_claims),
 		T(test_concurrent_redeem),
 		T(test_migrate_v1),
+		T(test_migrate_v2),
+		T(test_query_plans),
 		T(test_limits),
 		T(test_pin_finish),
 		T(test_pin_finish_all_or_nothing),
@@ -1357,6 +1815,7 @@ main(void)
 		T(test_outbox_delivery),
 		T(test_concurrent_lease),
 		T(test_purge_pins_outbox_limits),
+		cmocka_unit_test(test_wal_survives_kill),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,207 @@
+/*
+ * store.h on SQLite, the schema: the tables of each release and the
+ * migrations between them, run in one transaction at store_open. A database
+ * written by a newer release is refused, never touched.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "store_sqlite.h"
+
+/* Release 0.1.0. */
+static const char schema_v1[] =
+	"CREATE TABLE users ("
+	"  phone TEXT PRIMARY KEY NOT NULL,"
+	"  user_id TEXT NOT NULL);"
+	"CREATE TABLE webhooks ("
+	"  route TEXT NOT NULL,"
+	"  key TEXT NOT NULL,"
+	"  state INTEGER NOT NULL,"		/* 1 running, 2 done */
+	"  outcome INTEGER,"
+	"  user_id TEXT,"
+	"  started_at INTEGER NOT NULL,"
+	"  finished_at INTEGER,"
+	"  PRIMARY KEY (route, key));"
+	"CREATE INDEX webhooks_finished ON webhooks (finished_at)"
+	"  WHERE finished_at IS NOT NULL;"
+	"CREATE INDEX webhooks_running ON webhooks (started_at) WHERE state = 1;"
+	"CREATE TABLE reset_tokens ("
+	"  hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),"
+	"  user_id TEXT NOT NULL,"
+	"  expires_at INTEGER NOT NULL,"
+	"  used_at INTEGER,"
+	"  created_at INTEGER NOT NULL);"
+	"CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);";
+
+/*
+ * PINs, the SMS outbox and rate-limit windows. Integration tests read these
+ * tables: keep their names and columns. twilio_sid is indexed but not
+ * UNIQUE: recording a send Twilio already accepted must never fail (the row
+ * would be sent again when its lease ran out).
+ */
+static const char schema_v2[] =
+	"CREATE TABLE pins ("
+	"  user_id TEXT PRIMARY KEY NOT NULL,"
+	"  phone TEXT NOT NULL,"
+	"  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+	"  expires_at INTEGER NOT NULL,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  created_at INTEGER NOT NULL);"
+	"CREATE INDEX pins_phone ON pins (phone, created_at);"
+	"CREATE TABLE outbox ("
+	"  id INTEGER PRIMARY KEY,"
+	"  to_phone TEXT NOT NULL,"
+	"  body TEXT,"				/* NULL once erased */
+	"  status TEXT NOT NULL CHECK (status IN"
+	"    ('pending', 'sending', 'sent', 'failed', 'expired')),"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  next_attempt_at INTEGER NOT NULL,"
+	"  lease_until INTEGER,"
+	"  expires_at INTEGER NOT NULL,"
+	"  twilio_sid TEXT,"
+	"  http_status INTEGER,"
+	"  error_code INTEGER,"
+	"  delivery_status TEXT,"
+	"  created_at INTEGER NOT NULL,"
+	"  sent_at INTEGER);"
+	"CREATE INDEX outbox_due ON outbox (status, next_attempt_at);"
+	"CREATE INDEX outbox_sid ON outbox (twilio_sid) WHERE twilio_sid IS NOT NULL;"
+	"CREATE TABLE rate_limits ("
+	"  key TEXT PRIMARY KEY NOT NULL,"
+	"  window_start INTEGER NOT NULL,"
+	"  count INTEGER NOT NULL);";
+
+/*
+ * Fewer pages written per webhook: each table below is rebuilt as a
+ * WITHOUT ROWID table clustered on its key, so a row lives in one b-tree
+ * instead of a table plus its primary-key index. webhooks keeps one index,
+ * on started_at, for store_purge (RUNNING and DONE alike: a record's start
+ * and finish are one transaction apart); reset_tokens keeps its expiry
+ * index, also for purge. Each table keeps its name and columns, in order.
+ */
+static const char schema_v3[] =
+	"CREATE TABLE users_v3 ("
+	"  phone TEXT PRIMARY KEY NOT NULL,"
+	"  user_id TEXT NOT NULL) WITHOUT ROWID;"
+	"INSERT INTO users_v3 SELECT phone, user_id FROM users;"
+	"DROP TABLE users;"
+	"ALTER TABLE users_v3 RENAME TO users;"
+
+	"CREATE TABLE webhooks_v3 ("
+	"  route TEXT NOT NULL,"
+	"  key TEXT NOT NULL,"
+	"  state INTEGER NOT NULL,"		/* 1 running, 2 done */
+	"  outcome INTEGER,"
+	"  user_id TEXT,"
+	"  started_at INTEGER NOT NULL,"
+	"  finished_at INTEGER,"
+	"  PRIMARY KEY (route, key)) WITHOUT ROWID;"
+	"INSERT INTO webhooks_v3 SELECT route, key, state, outcome, user_id,"
+	"  started_at, finished_at FROM webhooks;"
+	"DROP TABLE webhooks;"			/* and its indexes */
+	"ALTER TABLE webhooks_v3 RENAME TO webhooks;"
+	"CREATE INDEX webhooks_started ON webhooks (started_at);"
+
+	"CREATE TABLE reset_tokens_v3 ("
+	"  hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),"
+	"  user_id TEXT NOT NULL,"
+	"  expires_at INTEGER NOT NULL,"
+	"  used_at INTEGER,"
+	"  created_at INTEGER NOT NULL) WITHOUT ROWID;"
+	"INSERT INTO reset_tokens_v3 SELECT hash, user_id, expires_at, used_at,"
+	"  created_at FROM reset_tokens;"
+	"DROP TABLE reset_tokens;"
+	"ALTER TABLE reset_tokens_v3 RENAME TO reset_tokens;"
+	"CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);"
+
+	"CREATE TABLE rate_limits_v3 ("
+	"  key TEXT PRIMARY KEY NOT NULL,"
+	"  window_start INTEGER NOT NULL,"
+	"  count INTEGER NOT NULL) WITHOUT ROWID;"
+	"INSERT INTO rate_limits_v3 SELECT key, window_start, count FROM rate_limits;"
+	"DROP TABLE rate_limits;"
+	"ALTER TABLE rate_limits_v3 RENAME TO rate_limits;";
+
+/*
+ * migrations[v] takes a database from user_version v to v + 1; a new one
+ * walks them all, so it ends with exactly the schema of a migrated one.
+ */
+static const char *const migrations[SQ_SCHEMA_VERSION] = {
+	schema_v1, schema_v2, schema_v3,
+};
+
+/* Single-row PRAGMA for the schema code, which reports into err. */
+static int
+pragma_get(sqlite3 *db, const char *sql, char *text, size_t textsz, int *num,
+    char *err, size_t errsz)
+{
+	sqlite3_stmt		*st = NULL;
+	const unsigned char	*p;
+	int			 rc = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		snprintf(err, errsz, "%s: %s", sql, sqlite3_errmsg(db));
+		goto done;
+	}
+	if (text != NULL) {
+		p = sqlite3_column_text(st, 0);
+		snprintf(text, textsz, "%s", p != NULL ? (const char *)p : "");
+	}
+	if (num != NULL)
+		*num = sqlite3_column_int(st, 0);
+	rc = 0;
+done:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+exec_sql(sqlite3 *db, const char *sql, char *err, size_t errsz)
+{
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK)
+		return 0;
+	snprintf(err, errsz, "schema: %s", sqlite3_errmsg(db));
+	return -1;
+}
+
+int
+sq_schema_migrate(sqlite3 *db, char *err, size_t errsz)
+{
+	char	mode[16], sql[64];
+	int	version, v, rc = -1;
+
+	/* Persistent in the file; readers then never block the writer. */
+	if (pragma_get(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode), NULL,
+	    err, errsz) == -1)
+		return -1;
+	if (strcmp(mode, "wal") != 0) {
+		snprintf(err, errsz, "cannot use WAL (journal_mode is %s)", mode);
+		return -1;
+	}
+	if (exec_sql(db, "BEGIN IMMEDIATE", err, errsz) == -1 ||
+	    pragma_get(db, "PRAGMA user_version", NULL, 0, &version,
+	    err, errsz) == -1)
+		goto done;
+	if (version < 0 || version > SQ_SCHEMA_VERSION) {
+		snprintf(err, errsz, "schema version %d is not one this twhookd "
+		    "knows (at most %d): written by a newer release?", version,
+		    SQ_SCHEMA_VERSION);
+		goto done;
+	}
+	for (v = version; v < SQ_SCHEMA_VERSION; v++)
+		if (exec_sql(db, migrations[v], err, errsz) == -1)
+			goto done;
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SQ_SCHEMA_VERSION);
+	if (exec_sql(db, sql, err, errsz) == -1 ||
+	    exec_sql(db, "COMMIT", err, errsz) == -1)
+		goto done;
+	rc = 0;
+done:
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
