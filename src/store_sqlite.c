@@ -119,7 +119,9 @@ static const struct {
 	    " WHERE id IN (SELECT id FROM outbox"
 	    "  WHERE (status = 'pending' AND next_attempt_at <= ?1)"
 	    "  OR (status = 'sending' AND lease_until < ?1)"
-	    "  ORDER BY id LIMIT ?3)"
+	    /* No ORDER BY: the outbox_due index already yields due rows oldest
+	     * first, and a sort would read the whole backlog on every lease. */
+	    "  LIMIT ?3)"
 	    " RETURNING id, to_phone, body, attempts, expires_at" },
 	[ST_OUTBOX_RECOVER] = { "outbox recover", "UPDATE outbox SET"
 	    " status = 'pending', lease_until = NULL WHERE status = 'sending'" },
