@@ -416,8 +416,10 @@ done:
 	(void)curl_easy_setopt(api->curl, CURLOPT_POSTFIELDS, NULL);
 	(void)curl_easy_setopt(api->curl, CURLOPT_POSTFIELDSIZE, -1L);
 	buf_free_secret(&body);
-	/* Twilio's 201 echoes the Body: wipe our copy of the reply. */
+	/* Twilio's 201 echoes the Body: wipe our copy of the reply (only what was
+	 * written: the rest of the preallocated buffer never held anything). */
 	if (api->reply.data != NULL)
-		sodium_memzero(api->reply.data, api->reply.cap);
+		sodium_memzero(api->reply.data, api->reply.len + 1 < api->reply.cap ?
+		    api->reply.len + 1 : api->reply.cap);
 	buf_reset(&api->reply);
 }
