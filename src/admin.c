@@ -114,17 +114,38 @@ admin_begin(void *arg, struct request *req, struct reply *reply)
 	}
 }
 
+/* The request body as a JSON object, or NULL. */
+static json_t *
+body_object(const struct request *req)
+{
+	json_error_t	 err;
+	json_t		*root;
+
+	root = json_loadb(req->body.data != NULL ? req->body.data : "", req->body.len, 0, &err);
+	if (root != NULL && !json_is_object(root)) {
+		json_decref(root);
+		return NULL;
+	}
+	return root;
+}
+
+/* A secret member's text lives in jansson's memory: wipe it before the free. */
+static void
+wipe_string(json_t *v)
+{
+	if (json_is_string(v))
+		sodium_memzero((void *)(uintptr_t)json_string_value(v), json_string_length(v));
+}
+
 static void
 redeem(struct app *app, struct request *req, struct reply *reply)
 {
-	json_t			*root, *tok;
-	json_error_t		 err;
+	json_t			*root = body_object(req);
+	json_t			*tok = json_object_get(root, "token");
 	uint8_t			 hash[SECRET_HASH_BYTES];
 	struct buf		 user = BUF_INIT;
 	enum store_redeem	 res;
 
-	root = json_loadb(req->body.data != NULL ? req->body.data : "", req->body.len, 0, &err);
-	tok = json_is_object(root) ? json_object_get(root, "token") : NULL;
 	if (!json_is_string(tok) || json_string_length(tok) == 0 ||
 	    json_string_length(tok) > 256) {
 		answer_error(req, reply, 400, "bad_json", "expected {\"token\": \"...\"}");
@@ -153,12 +174,8 @@ redeem(struct app *app, struct request *req, struct reply *reply)
 		break;
 	}
 done:
-	if (root != NULL) {
-		/* The token's text lives in jansson's memory: wipe before freeing. */
-		if (json_is_string(tok))
-			sodium_memzero((void *)(uintptr_t)json_string_value(tok), json_string_length(tok));
-		json_decref(root);
-	}
+	wipe_string(tok);
+	json_decref(root);
 	buf_free(&user);
 }
 
@@ -182,15 +199,13 @@ pin_verify(struct app *app, struct request *req, struct reply *reply)
 		[STORE_PIN_LOCKED] = { METRIC_PIN_VERIFY_LOCKED, "pin_locked" },
 		[STORE_PIN_NONE] = { METRIC_PIN_VERIFY_NONE, "pin_none" },
 	};
-	json_t			*root, *phone, *pin;
-	json_error_t		 err;
+	json_t			*root = body_object(req);
+	json_t			*phone = json_object_get(root, "phone");
+	json_t			*pin = json_object_get(root, "pin");
 	uint8_t			 hash[SECRET_HASH_BYTES];
 	struct buf		 user = BUF_INIT;
 	enum store_pin_check	 res;
 
-	root = json_loadb(req->body.data != NULL ? req->body.data : "", req->body.len, 0, &err);
-	phone = json_is_object(root) ? json_object_get(root, "phone") : NULL;
-	pin = json_is_object(root) ? json_object_get(root, "pin") : NULL;
 	if (!json_is_string(phone) || !json_is_string(pin) ||
 	    !phone_is_e164(json_string_value(phone), json_string_length(phone)) ||
 	    json_string_length(pin) == 0 || json_string_length(pin) > SECRET_PIN_MAX) {
@@ -211,8 +226,7 @@ pin_verify(struct app *app, struct request *req, struct reply *reply)
 	answer_valid(req, reply, results[res].reason,
 	    res == STORE_PIN_OK ? (user.data != NULL ? user.data : "") : NULL);
 done:
-	if (json_is_string(pin))
-		sodium_memzero((void *)(uintptr_t)json_string_value(pin), json_string_length(pin));
+	wipe_string(pin);
 	json_decref(root);
 	buf_free(&user);
 }

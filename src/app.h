@@ -25,9 +25,9 @@ struct route {
 	const char		*name;		/* for logs and metrics */
 	const char		*method;
 	const char		*path;
-	bool			 webhook;	/* signed Twilio webhook: full guard chain */
+	const struct handler	*handler;	/* a signed webhook's handler; NULL for probes */
 	bool			 idempotent;	/* claim MessageSid: one execution per webhook */
-	const struct handler	*handler;	/* webhooks only */
+	bool			 sms;		/* exists only when SMS can be sent (config_sms_enabled) */
 	int			 probe;		/* health routes: PROBE_* */
 };
 
@@ -45,7 +45,6 @@ struct app {
 	size_t			 route_count;
 	struct metrics		 metrics;
 	struct outbox		*outbox;	/* NULL when the PIN flow is off */
-	bool			 pin_enabled;	/* from_number or messaging_service_sid set */
 	atomic_bool		 draining;	/* /readyz answers 503 */
 };
 

@@ -133,6 +133,13 @@ int	config_parse(const char *text, size_t len, const char *filename,
 __attribute__((warn_unused_result))
 int	config_load(const char *path, struct config **out, struct buf *errors);
 
+/* The PIN flow and its status callbacks exist only with a sender for SMS. */
+static inline bool
+config_sms_enabled(const struct config *cfg)
+{
+	return cfg->from_number != NULL || cfg->messaging_service_sid != NULL;
+}
+
 /* Wipe secrets and free everything; accepts NULL. */
 void	config_free(struct config *cfg);
 

@@ -33,7 +33,7 @@ const char *const config_sections[] = {
 	"admin", "log",
 };
 
-/* section, name, type, flags, field, secret target, min, max, default, string default, needs */
+/* section, name, type, flags, field, secret target, min, max, default, string default, literal */
 const struct config_key config_keys[] = {
 	{ "server", "listen", KT_LISTEN, 0, F(listen), 0, 0, MAX_LISTEN_LEN, 0, DEFAULT_LISTEN, NULL },
 	{ "server", "tls", KT_BOOL, 0, F(tls), 0, 0, 1, 1, NULL, NULL },
@@ -602,8 +602,8 @@ parse_string(const struct config_key *k, char *v, char **field,
 
 	if (strlen(v) > k->max)
 		return fail(msg, msgsz, "longer than %llu bytes", k->max);
-	if (k->type == KT_STRING && k->needs != NULL && strstr(v, k->needs) == NULL)
-		return fail(msg, msgsz, "must contain %s", k->needs);
+	if (k->type == KT_STRING && k->literal != NULL && strstr(v, k->literal) == NULL)
+		return fail(msg, msgsz, "must contain %s", k->literal);
 	if (k->type == KT_LISTEN && *v != '\0')
 		rc = check_listen(v, msg, msgsz);
 	else if (k->type == KT_URL || k->type == KT_HTTPS_URL)
@@ -611,7 +611,7 @@ parse_string(const struct config_key *k, char *v, char **field,
 	else if (k->type == KT_ROUTE)
 		rc = check_route(v, msg, msgsz);
 	else if (k->type == KT_SID)
-		rc = check_sid(v, k->needs, msg, msgsz);
+		rc = check_sid(v, k->literal, msg, msgsz);
 	else if (k->type == KT_PHONE)
 		rc = check_phone(v, msg, msgsz);
 	else if (k->type == KT_DRIVER)

@@ -22,7 +22,7 @@ enum key_type {
 	KT_URL,			/* public_url: http:// or https:// base */
 	KT_HTTPS_URL,		/* api_base_url: https:// base only */
 	KT_ROUTE,		/* "/path" */
-	KT_SID,			/* `needs` (two letters) + 32 lower-case hex */
+	KT_SID,			/* `literal` (two letters) + 32 lower-case hex */
 	KT_PHONE,		/* E.164: '+' and 2..15 digits, first not 0 */
 	KT_RATE,		/* "N/duration" or "off" -> struct config_rate */
 	KT_DRIVER,		/* store driver name */
@@ -46,7 +46,7 @@ struct config_key {
 	unsigned long long min, max;	/* numbers, rate counts: bounds; strings: max bytes */
 	unsigned long long def;		/* numeric default; KT_RATE: count per DEFAULT_LIMIT_WINDOW */
 	const char	*defstr;	/* string default; NULL = unset */
-	const char	*needs;		/* KT_STRING: placeholder a template must contain;
+	const char	*literal;	/* KT_STRING: placeholder a template must contain;
 					   KT_SID: the SID's prefix ("AC", "MG", "SK") */
 };
 

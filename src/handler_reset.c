@@ -69,7 +69,7 @@ reset_run(struct app *app, struct request *req, struct reply *reply)
 	struct buf		 user = BUF_INIT;
 	uint8_t			 hash[SECRET_HASH_BYTES];
 	char			 token[SECRET_TOKEN_LEN + 1], key[HANDLER_LIMIT_KEY_MAX];
-	bool			 found = false;
+	bool			 found = false, issued;
 	int			 limited_by = -1;
 	int64_t			 now = (int64_t)time(NULL);
 	enum handler_result	 res = HANDLER_UNAVAILABLE;
@@ -93,13 +93,13 @@ reset_run(struct app *app, struct request *req, struct reply *reply)
 	    found ? user.data : NULL, now + (int64_t)app->cfg->reset_token_ttl, now,
 	    &limit, 1, &limited_by) == -1)
 		goto done;
-	if (limited_by >= 0) {
+	/* A limited request is answered like an unknown number: it learns nothing. */
+	issued = found && limited_by < 0;
+	if (limited_by >= 0)
 		handler_note_limited(app, req, "reset", false);
-		found = false;
-	} else {
+	else
 		metrics_inc(&app->metrics, found ? METRIC_RESET_ISSUED : METRIC_RESET_UNKNOWN_NUMBER);
-	}
-	if (found)
+	if (issued)
 		res = render_link(app->cfg, token, reply) == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;
 	else
 		res = render_unknown(app->cfg, reply) == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;

@@ -252,17 +252,16 @@ worker_main(void *arg)
 	struct outbox		*ob = w->ob;
 	struct store_outbox_msg	 msgs[OUTBOX_BATCH];
 	unsigned long		 seen;
-	size_t			 n, i;
+	size_t			 n;
 	int64_t			 now;
 
 	while (!stopping(ob, &seen)) {
 		memset(msgs, 0, sizeof(msgs));
 		n = 0;
 		now = (int64_t)time(NULL);
+		/* On failure the store frees what it filled and leaves n at 0. */
 		if (store_outbox_lease(ob->store, now, OUTBOX_LEASE, msgs, OUTBOX_BATCH,
 		    &n) == -1) {
-			for (i = 0; i < OUTBOX_BATCH; i++)
-				buf_free_secret(&msgs[i].body);
 			store_failed(ob, "leasing messages");
 			(void)wait_ms(ob, seen, false, STORE_PAUSE_MS);
 			continue;

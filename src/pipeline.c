@@ -79,18 +79,21 @@ pipeline_init(struct app *app)
 {
 	const struct config	*cfg = app->cfg;
 	const struct route	 table[] = {
-		{ "reset", "POST", cfg->reset_route, true, true, &handler_reset, PROBE_NONE },
-		{ "pin", "POST", cfg->pin_route, true, true, &handler_pin, PROBE_NONE },
-		{ "status", "POST", cfg->status_route, true, false, &handler_status, PROBE_NONE },
-		{ "healthz", "GET", "/healthz", false, false, NULL, PROBE_HEALTH },
-		{ "readyz", "GET", "/readyz", false, false, NULL, PROBE_READY },
+		{ .name = "reset", .method = "POST", .path = cfg->reset_route,
+		  .handler = &handler_reset, .idempotent = true },
+		{ .name = "pin", .method = "POST", .path = cfg->pin_route,
+		  .handler = &handler_pin, .idempotent = true, .sms = true },
+		{ .name = "status", .method = "POST", .path = cfg->status_route,
+		  .handler = &handler_status, .sms = true },
+		{ .name = "healthz", .method = "GET", .path = "/healthz", .probe = PROBE_HEALTH },
+		{ .name = "readyz", .method = "GET", .path = "/readyz", .probe = PROBE_READY },
 	};
+	bool			 sms = config_sms_enabled(cfg);
 
 	_Static_assert(sizeof(table) / sizeof(table[0]) <= APP_MAX_ROUTES, "route table");
 	app->route_count = 0;
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-		/* Without a sender for SMS the PIN flow and its callbacks do not exist. */
-		if (!app->pin_enabled && table[i].handler != NULL && table[i].handler != &handler_reset)
+		if (table[i].sms && !sms)
 			continue;
 		app->routes[app->route_count++] = table[i];
 	}
@@ -170,12 +173,16 @@ static void
 answer_probe(struct app *app, const struct route *r, struct request *req,
     struct reply *reply)
 {
-	bool ready = !atomic_load(&app->draining) && store_ping(app->store) == 0;
-
-	if (r->probe == PROBE_READY && !ready) {
-		decide(req, reply, V_NOT_READY,
-		    atomic_load(&app->draining) ? "draining" : "store_unreachable");
-		return;
+	/* Only readiness asks the store: /healthz stays cheap for liveness checks. */
+	if (r->probe == PROBE_READY) {
+		if (atomic_load(&app->draining)) {
+			decide(req, reply, V_NOT_READY, "draining");
+			return;
+		}
+		if (store_ping(app->store) == -1) {
+			decide(req, reply, V_NOT_READY, "store_unreachable");
+			return;
+		}
 	}
 	reply->status = 200;
 	reply->content_type = "text/plain; charset=utf-8";

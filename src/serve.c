@@ -106,7 +106,6 @@ setup_state(struct daemon_state *st, const char *config_path)
 		log_error("tls: %s", err);
 		return -1;
 	}
-	app->pin_enabled = st->cfg->from_number != NULL || st->cfg->messaging_service_sid != NULL;
 	return pipeline_init(app);
 }
 
@@ -117,7 +116,7 @@ start_outbox(struct daemon_state *st)
 	const struct config	*cfg = st->cfg;
 	struct outbox_config	 ocfg = { &st->api, NULL, OUTBOX_WORKERS };
 
-	if (!st->app.pin_enabled) {
+	if (!config_sms_enabled(cfg)) {
 		log_info("pin flow off: set [twilio] from_number or messaging_service_sid to enable it");
 		return 0;
 	}

@@ -42,16 +42,14 @@ paircmp(const void *a, const void *b)
 	return bytecmp(pa->value, pa->value_len, pb->value, pb->value_len);
 }
 
-int
-signature_string(const char *url, size_t url_len, const struct form *params,
-    struct buf *out)
+/* The part after the URL: sorted names, each followed by its value(s). */
+static int
+params_string(const struct form *params, struct buf *out)
 {
 	const struct form_pair	**v = NULL, *prev = NULL;
 	size_t			 i;
 	int			 rc = -1;
 
-	if (buf_append(out, url, url_len) == -1)
-		goto done;
 	if (params == NULL || params->count == 0) {
 		rc = 0;
 		goto done;
@@ -79,6 +77,15 @@ signature_string(const char *url, size_t url_len, const struct form *params,
 done:
 	free(v);
 	return rc;
+}
+
+int
+signature_string(const char *url, size_t url_len, const struct form *params,
+    struct buf *out)
+{
+	if (buf_append(out, url, url_len) == -1)
+		return -1;
+	return params_string(params, out);
 }
 
 /* Base64 (standard alphabet, padded) HMAC-SHA1 of data under key. */
@@ -278,18 +285,21 @@ body_hash_matches(const char *want, size_t want_len, const uint8_t *body,
 static enum signature_result
 match_any(const struct signature_check *c)
 {
-	struct buf		v[SIGNATURE_MAX_URL_VARIANTS], s = BUF_INIT;
+	struct buf		v[SIGNATURE_MAX_URL_VARIANTS], s = BUF_INIT, tail = BUF_INIT;
 	char			want[SIGNATURE_SHA1_B64_LEN + 1];
 	size_t			n, i, k;
 	enum signature_result	r = SIGNATURE_ERROR;
 	int			match = 0;
 
 	memset(v, 0, sizeof(v));
-	if ((n = signature_url_variants(c->url, c->url_len, v)) == 0)
+	/* The parameters are sorted once; only the URL differs between variants. */
+	if ((n = signature_url_variants(c->url, c->url_len, v)) == 0 ||
+	    params_string(c->params, &tail) == -1)
 		goto done;
 	for (i = 0; i < n; i++) {
 		buf_reset(&s);
-		if (signature_string(v[i].data, v[i].len, c->params, &s) == -1)
+		if (buf_append(&s, v[i].data, v[i].len) == -1 ||
+		    buf_append(&s, tail.data, tail.len) == -1)
 			goto done;
 		for (k = 0; k < c->key_count; k++) {
 			if (hmac_b64(s.data, s.len, &c->keys[k], want) != SIGNATURE_OK)
@@ -304,6 +314,7 @@ done:
 	for (i = 0; i < SIGNATURE_MAX_URL_VARIANTS; i++)
 		buf_free(&v[i]);
 	buf_free(&s);
+	buf_free(&tail);
 	return r;
 }
 
