@@ -44,6 +44,7 @@ SRCS := \
 	src/twilio_api.c \
 	src/outbox.c \
 	src/admin.c \
+	src/batch.c \
 	src/pipeline.c \
 	src/server.c \
 	src/serve.c \

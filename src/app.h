@@ -17,6 +17,7 @@
 #include "signature.h"
 #include "store.h"
 
+struct batch;
 struct handler;
 struct outbox;
 
@@ -45,6 +46,7 @@ struct app {
 	size_t			 route_count;
 	struct metrics		 metrics;
 	struct outbox		*outbox;	/* NULL when the PIN flow is off */
+	struct batch		*batch;		/* group commit; NULL: webhooks run inline */
 	atomic_bool		 draining;	/* /readyz answers 503 */
 };
 

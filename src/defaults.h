@@ -51,7 +51,7 @@
 
 /* Outbox: delivery outside the webhook threads. */
 #define OUTBOX_WORKERS                2u        /* concurrent API calls */
-#define OUTBOX_BATCH                  4u        /* messages leased per round */
+#define OUTBOX_BATCH                  8u        /* messages leased per round */
 #define OUTBOX_POLL_MS                250       /* idle poll; enqueue also wakes workers */
 #define OUTBOX_LEASE                  (OUTBOX_BATCH * API_TOTAL_TIMEOUT + 15)  /* seconds a batch may hold its rows */
 #define OUTBOX_BACKOFF_BASE_MS        1000u
@@ -105,6 +105,9 @@
 /* Idempotency: a webhook's record outlives Twilio's retries and any replay window. */
 #define IDEMPOTENCY_KEEP              (30 * 24 * 3600)  /* seconds */
 /* A claim still "running" after this long belongs to a crashed process: take it over. */
+/* Webhooks run in one store transaction at most (batch.c): bounds how long
+ * other writers wait for the write lock. */
+#define BATCH_MAX                     64u
 #define CLAIM_STALE_AFTER             60        /* seconds */
 #define PURGE_INTERVAL                3600      /* seconds between store purges */
 

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,7 +25,6 @@
 #define SEND_MARGIN		5
 #define STORE_PAUSE_MS		1000	/* after a store error */
 #define SENT_TRIES		3	/* recording "sent" is what prevents a second SMS */
-#define SENT_PAUSE_MS		200
 
 _Static_assert(OUTBOX_LEASE >= API_TOTAL_TIMEOUT + SEND_MARGIN + 2,
     "a lease must cover at least one whole API call");
@@ -109,6 +109,87 @@ stopping(struct outbox *ob, unsigned long *seen)
 	return stop;
 }
 
+/*
+ * A worker's store write, run on the batch thread when there is one: the
+ * outbox's commits then ride along with the webhooks' instead of emptying
+ * the batch connection's page cache each time (batch.h).
+ */
+struct store_op {
+	enum { OP_LEASE, OP_SENT, OP_RETRY, OP_GIVE_UP } kind;
+	struct store		*store;
+	int64_t			 id, now, next;
+	const char		*sid;
+	long			 http_status;
+	int			 error_code;
+	bool			 expired;
+	struct store_outbox_msg	*msgs;
+	size_t			 n;
+	int			 rc;
+};
+
+static void
+store_op_run(void *arg)
+{
+	struct store_op *op = arg;
+
+	switch (op->kind) {
+	case OP_LEASE:
+		op->rc = store_outbox_lease(op->store, op->now, OUTBOX_LEASE, op->msgs,
+		    OUTBOX_BATCH, &op->n);
+		break;
+	case OP_SENT:
+		op->rc = store_outbox_sent(op->store, op->id, op->sid, op->now);
+		break;
+	case OP_RETRY:
+		op->rc = store_outbox_retry(op->store, op->id, op->next, op->http_status,
+		    op->error_code);
+		break;
+	case OP_GIVE_UP:
+	default:
+		op->rc = store_outbox_give_up(op->store, op->id, op->expired,
+		    op->http_status, op->error_code, op->now);
+		break;
+	}
+}
+
+/* 0 once the write is committed; -1 after the store logged why. */
+static int
+store_op(struct outbox *ob, struct store_op *op)
+{
+	op->store = ob->store;
+	op->rc = -1;
+	if (ob->cfg.batch == NULL)
+		store_op_run(op);
+	else if (batch_call(ob->cfg.batch, store_op_run, op) == -1) {
+		/* Leased, but the batch rolled back: nothing is leased after all. */
+		if (op->kind == OP_LEASE && op->rc == 0)
+			while (op->n > 0)
+				buf_free_secret(&op->msgs[--op->n].body);
+		return -1;
+	}
+	return op->rc;
+}
+
+static int
+outbox_retry(struct outbox *ob, int64_t id, int64_t next, long http_status,
+    int error_code)
+{
+	struct store_op op = { .kind = OP_RETRY, .id = id, .next = next,
+	    .http_status = http_status, .error_code = error_code };
+
+	return store_op(ob, &op);
+}
+
+static int
+outbox_give_up(struct outbox *ob, int64_t id, bool expired, long http_status,
+    int error_code, int64_t now)
+{
+	struct store_op op = { .kind = OP_GIVE_UP, .id = id, .expired = expired,
+	    .http_status = http_status, .error_code = error_code, .now = now };
+
+	return store_op(ob, &op);
+}
+
 static void
 store_failed(struct outbox *ob, const char *what)
 {
@@ -117,28 +198,90 @@ store_failed(struct outbox *ob, const char *what)
 	metrics_inc(ob->metrics, METRIC_STORE_ERRORS);
 }
 
-/* Twilio has it: record that at once, it is all that stands between us and a second SMS. */
+/* A "sent" on its way to the store: what its log line needs, and the write. */
+struct sent_note {
+	struct outbox	*ob;
+	struct store_op	 op;
+	char		 sid[sizeof(((struct twilio_result *)NULL)->sid)];
+	char		 masked[PHONE_MASK_MAX];
+	unsigned	 attempts;
+	long		 http_status;
+};
+
+/*
+ * Record sent: on the batch thread with its next commit, or here. A store
+ * error is retried a few times; past that the message is sent again once
+ * its lease runs out.
+ */
+static void
+sent_finish(struct sent_note *note, bool committed)
+{
+	struct outbox	*ob = note->ob;
+	struct store_op	*op = &note->op;
+	const char	*sid = note->sid[0] != '\0' ? note->sid : "-";
+
+	/* No pause between tries: each already waited out the store's busy timeout. */
+	for (int i = 1; (!committed || op->rc == -1) && i < SENT_TRIES; i++) {
+		metrics_inc(ob->metrics, METRIC_STORE_ERRORS);
+		store_op_run(op);	/* on this thread, in a transaction of its own */
+		committed = true;
+	}
+	if (committed && op->rc == 0)
+		log_info("outbox: message %lld to %s: sent (attempt %u), http %ld, sid %s",
+		    (long long)op->id, note->masked, note->attempts, note->http_status, sid);
+	else {
+		metrics_inc(ob->metrics, METRIC_STORE_ERRORS);
+		log_error("outbox: message %lld to %s: Twilio accepted it (sid %s) but the"
+		    " store did not record it: it will be sent again when its lease runs out",
+		    (long long)op->id, note->masked, sid);
+	}
+}
+
+static void
+sent_run(void *arg)
+{
+	struct sent_note *note = arg;
+
+	store_op_run(&note->op);
+}
+
+static void
+sent_after(void *arg, bool committed)
+{
+	sent_finish(arg, committed);
+	free(arg);
+}
+
+/*
+ * Twilio has it: that record is all that stands between us and a second
+ * SMS, so it goes into the very next commit; the worker does not wait for
+ * it and sends on.
+ */
 static void
 record_sent(struct outbox *ob, const struct store_outbox_msg *m,
     const struct twilio_result *res, const char *masked)
 {
-	int	i;
+	struct sent_note	*note;
 
 	metrics_inc(ob->metrics, METRIC_SMS_SENT);
-	for (i = 0; i < SENT_TRIES; i++) {
-		if (store_outbox_sent(ob->store, m->id, res->sid, (int64_t)time(NULL)) == 0) {
-			log_info("outbox: message %lld to %s: sent (attempt %u), http %ld, sid %s",
-			    (long long)m->id, masked, m->attempts, res->http_status,
-			    res->sid[0] != '\0' ? res->sid : "-");
-			return;
-		}
-		metrics_inc(ob->metrics, METRIC_STORE_ERRORS);
-		if (i + 1 < SENT_TRIES)
-			(void)wait_ms(ob, 0, false, SENT_PAUSE_MS);
+	if ((note = calloc(1, sizeof(*note))) == NULL) {
+		log_error("outbox: message %lld to %s: out of memory recording it sent:"
+		    " it will be sent again when its lease runs out", (long long)m->id, masked);
+		return;
 	}
-	log_error("outbox: message %lld to %s: Twilio accepted it (sid %s) but the store "
-	    "did not record it: it will be sent again when its lease runs out",
-	    (long long)m->id, masked, res->sid[0] != '\0' ? res->sid : "-");
+	note->ob = ob;
+	memcpy(note->sid, res->sid, sizeof(note->sid));
+	note->sid[sizeof(note->sid) - 1] = '\0';
+	snprintf(note->masked, sizeof(note->masked), "%s", masked);
+	note->attempts = m->attempts;
+	note->http_status = res->http_status;
+	note->op = (struct store_op){ .kind = OP_SENT, .store = ob->store, .id = m->id,
+	    .sid = note->sid, .now = (int64_t)time(NULL), .rc = -1 };
+	if (ob->cfg.batch != NULL &&
+	    batch_post(ob->cfg.batch, sent_run, sent_after, note) == 0)
+		return;
+	sent_run(note);
+	sent_after(note, true);
 }
 
 static void
@@ -161,7 +304,7 @@ record_retry(struct outbox *ob, const struct store_outbox_msg *m,
 		log_info("outbox: message %lld to %s: http %ld, code %d (attempt %u); retry in %llds",
 		    (long long)m->id, masked, res->http_status, res->error_code, m->attempts,
 		    (long long)(next - now));
-	if (store_outbox_retry(ob->store, m->id, next, res->http_status, res->error_code) == -1)
+	if (outbox_retry(ob, m->id, next, res->http_status, res->error_code) == -1)
 		store_failed(ob, "scheduling a retry");
 }
 
@@ -173,8 +316,8 @@ record_failed(struct outbox *ob, const struct store_outbox_msg *m,
 	/* Not res->detail: Twilio's message text may quote the whole number. */
 	log_warnx("outbox: message %lld to %s: failed (attempt %u), http %ld, code %d",
 	    (long long)m->id, masked, m->attempts, res->http_status, res->error_code);
-	if (store_outbox_give_up(ob->store, m->id, false, res->http_status,
-	    res->error_code, now) == -1)
+	if (outbox_give_up(ob, m->id, false, res->http_status, res->error_code,
+	    now) == -1)
 		store_failed(ob, "recording a failure");
 }
 
@@ -234,10 +377,10 @@ deliver(struct worker *w, struct store_outbox_msg *msgs, size_t n, int64_t lease
 			metrics_inc(ob->metrics, METRIC_SMS_EXPIRED);
 			log_info("outbox: message %lld to %s: expired unsent (attempt %u)",
 			    (long long)m->id, masked, m->attempts);
-			if (store_outbox_give_up(ob->store, m->id, true, 0, 0, now) == -1)
+			if (outbox_give_up(ob, m->id, true, 0, 0, now) == -1)
 				store_failed(ob, "expiring a message");
 		} else if (hand_back) {
-			if (store_outbox_retry(ob->store, m->id, now, 0, 0) == -1)
+			if (outbox_retry(ob, m->id, now, 0, 0) == -1)
 				store_failed(ob, "returning a leased message");
 		} else
 			send_one(w, m, now, masked);
@@ -251,23 +394,22 @@ worker_main(void *arg)
 	struct worker		*w = arg;
 	struct outbox		*ob = w->ob;
 	struct store_outbox_msg	 msgs[OUTBOX_BATCH];
+	struct store_op		 op;
 	unsigned long		 seen;
 	size_t			 n;
 	int64_t			 now;
 
 	while (!stopping(ob, &seen)) {
 		memset(msgs, 0, sizeof(msgs));
-		n = 0;
 		now = (int64_t)time(NULL);
-		/* On failure the store frees what it filled and leaves n at 0. */
-		if (store_outbox_lease(ob->store, now, OUTBOX_LEASE, msgs, OUTBOX_BATCH,
-		    &n) == -1) {
+		op = (struct store_op){ .kind = OP_LEASE, .now = now, .msgs = msgs };
+		/* On failure nothing is left filled. */
+		if (store_op(ob, &op) == -1) {
 			store_failed(ob, "leasing messages");
 			(void)wait_ms(ob, seen, false, STORE_PAUSE_MS);
 			continue;
 		}
-		if (n > OUTBOX_BATCH)
-			n = OUTBOX_BATCH;
+		n = op.n < OUTBOX_BATCH ? op.n : OUTBOX_BATCH;
 		if (n == 0) {
 			(void)wait_ms(ob, seen, true, OUTBOX_POLL_MS);
 			continue;
@@ -356,6 +498,7 @@ outbox_start(const struct outbox_config *cfg, struct store *store,
 			goto fail;
 		}
 		w->started = true;
+		(void)pthread_setname_np(w->thread, "outbox");
 	}
 	log_info("outbox: %u worker(s) sending through %s", ob->nworkers, cfg->api->base_url);
 	*out = ob;

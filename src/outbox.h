@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "batch.h"
 #include "metrics.h"
 #include "store.h"
 #include "twilio_api.h"
@@ -19,6 +20,8 @@ struct outbox_config {
 	const struct twilio_api_config	*api;
 	const char			*status_callback;	/* URL, or NULL */
 	unsigned			 workers;
+	/* The workers' store writes run in its batches; NULL: on their own connections. */
+	struct batch			*batch;
 };
 
 /*

@@ -11,10 +11,12 @@
 
 #include <jansson.h>
 
+#include "batch.h"
 #include "handler.h"
 #include "log.h"
 #include "pipeline.h"
 #include "public_url.h"
+#include "server.h"
 
 enum verdict {
 	V_OK = 0,
@@ -403,6 +405,20 @@ run_once(struct app *app, struct request *req, struct reply *reply)
 	return v;
 }
 
+/* The last step, on the batch thread: run and answer. */
+static void
+answer(struct app *app, struct request *req, struct reply *reply)
+{
+	enum verdict v;
+
+	if ((v = run_once(app, req, reply)) != V_OK) {
+		decide(req, reply, v, req->reason);
+		return;
+	}
+	reply->status = 200;
+	reply->content_type = "text/xml; charset=utf-8";
+}
+
 void
 pipeline_finish(void *arg, struct request *req, struct reply *reply)
 {
@@ -423,11 +439,33 @@ pipeline_finish(void *arg, struct request *req, struct reply *reply)
 	if ((v = guard_signature(app, req, media)) != V_OK ||
 	    (media == MEDIA_JSON && (v = json_to_form(req)) != V_OK) ||
 	    (v = guard_account(app, req)) != V_OK ||
-	    (v = guard_message_sid(req)) != V_OK ||
-	    (v = run_once(app, req, reply)) != V_OK) {
+	    (v = guard_message_sid(req)) != V_OK) {
 		decide(req, reply, v, req->reason);
 		return;
 	}
-	reply->status = 200;
-	reply->content_type = "text/xml; charset=utf-8";
+	if (app->batch != NULL) {
+		/* Suspended first: the batch may answer before submit returns. */
+		server_suspend(req);
+		batch_submit(app->batch, req, reply);
+		return;
+	}
+	answer(app, req, reply);
+}
+
+void
+pipeline_batch_run(void *arg, struct request *req, struct reply *reply)
+{
+	answer(arg, req, reply);
+}
+
+void
+pipeline_batch_fail(void *arg, struct request *req, struct reply *reply)
+{
+	struct app *app = arg;
+
+	metrics_inc(&app->metrics, METRIC_STORE_ERRORS);
+	/* The reply may carry a link whose token was never stored. */
+	buf_free_secret(&reply->body);
+	reply->content_type = NULL;
+	decide(req, reply, V_UNAVAILABLE, "store_error");
 }

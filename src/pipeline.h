@@ -17,5 +17,11 @@ int	pipeline_init(struct app *app);
 /* server_hooks for the public listener; arg is the struct app. */
 void	pipeline_begin(void *arg, struct request *req, struct reply *reply);
 void	pipeline_finish(void *arg, struct request *req, struct reply *reply);
+/*
+ * batch_ops for app->batch (arg is the struct app): pipeline_finish hands
+ * every signed webhook that passed the guards to the batch thread.
+ */
+void	pipeline_batch_run(void *arg, struct request *req, struct reply *reply);
+void	pipeline_batch_fail(void *arg, struct request *req, struct reply *reply);
 
 #endif

@@ -62,6 +62,10 @@ struct request {
 	unsigned		 status;
 	char			 from_masked[PHONE_MASK_MAX];
 	char			 message_sid[40];	/* not secret; "" when absent */
+
+	/* Queued for the batch thread (batch.c). */
+	struct request		*batch_next;
+	struct reply		*batch_reply;
 };
 
 struct reply {

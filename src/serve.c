@@ -17,6 +17,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "admin.h"
+#include "batch.h"
 #include "log.h"
 #include "outbox.h"
 #include "pipeline.h"
@@ -114,7 +115,7 @@ static int
 start_outbox(struct daemon_state *st)
 {
 	const struct config	*cfg = st->cfg;
-	struct outbox_config	 ocfg = { &st->api, NULL, OUTBOX_WORKERS };
+	struct outbox_config	 ocfg = { &st->api, NULL, OUTBOX_WORKERS, st->app.batch };
 
 	if (!config_sms_enabled(cfg)) {
 		log_info("pin flow off: set [twilio] from_number or messaging_service_sid to enable it");
@@ -151,6 +152,14 @@ inherited_fd(int index)
 	int n = sd_listen_fds(0);
 
 	return n > index ? SD_LISTEN_FDS_START + index : -1;
+}
+
+static int
+start_batch(struct daemon_state *st)
+{
+	const struct batch_ops ops = { pipeline_batch_run, pipeline_batch_fail, &st->app };
+
+	return batch_start(st->app.store, &ops, &st->app.batch);
 }
 
 static int
@@ -239,10 +248,13 @@ drain(struct daemon_state *st)
 static void
 teardown(struct daemon_state *st)
 {
+	/* Answers what is queued; a webhook or store call still arriving then runs inline. */
+	batch_stop(st->app.batch);
 	server_stop(st->public);
 	server_stop(st->admin);
 	/* After the listeners: no webhook can enqueue any more. */
 	outbox_stop(st->app.outbox);
+	batch_free(st->app.batch);
 	if (st->curl_ready)
 		twilio_api_global_cleanup();
 	buf_free(&st->status_callback);
@@ -271,8 +283,8 @@ serve_run(const char *config_path)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (setup_state(&st, config_path) == -1 || start_outbox(&st) == -1 ||
-	    start_listeners(&st) == -1)
+	if (setup_state(&st, config_path) == -1 || start_batch(&st) == -1 ||
+	    start_outbox(&st) == -1 || start_listeners(&st) == -1)
 		goto done;
 	purge(&st.app);
 	sd_notify(0, "READY=1\nSTATUS=serving");

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,11 +36,19 @@ struct server {
 
 /* What one request carries between callbacks. */
 struct exchange {
-	struct server	*srv;
-	struct request	 req;
-	struct reply	 reply;
-	bool		 begun;
+	struct server		*srv;
+	struct MHD_Connection	*conn;
+	struct request		 req;
+	struct reply		 reply;
+	bool			 begun;
+	bool			 suspended;	/* the reply is being decided elsewhere */
 };
+
+static struct exchange *
+exchange_of(struct request *req)
+{
+	return (struct exchange *)(void *)((char *)req - offsetof(struct exchange, req));
+}
 
 static void
 exchange_free(struct exchange *x)
@@ -261,8 +270,14 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url,
 	(void)version;
 	if (x == NULL)
 		return MHD_NO;		/* out of memory when the request began */
+	if (x->suspended) {
+		/* Resumed: another thread decided the reply. */
+		x->suspended = false;
+		return send_reply(conn, x);
+	}
 	if (!x->begun) {
 		x->begun = true;
+		x->conn = conn;
 		read_request(conn, &x->req, method, url);
 		srv->hooks.begin(srv->hooks.arg, &x->req, &x->reply);
 		if (x->reply.status != 0) {
@@ -279,7 +294,22 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url,
 		return MHD_YES;
 	}
 	srv->hooks.finish(srv->hooks.arg, &x->req, &x->reply);
-	return send_reply(conn, x);
+	return x->suspended ? MHD_YES : send_reply(conn, x);
+}
+
+void
+server_suspend(struct request *req)
+{
+	struct exchange *x = exchange_of(req);
+
+	x->suspended = true;
+	MHD_suspend_connection(x->conn);
+}
+
+void
+server_resume(struct request *req)
+{
+	MHD_resume_connection(exchange_of(req)->conn);
 }
 
 static double
@@ -384,7 +414,7 @@ daemon_flags(const struct server_options *opt, const struct sockaddr_storage *ss
 {
 	/* TURBO: optimistic reads and writes under epoll, fewer syscalls per request. */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
-	    MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
 	if (opt->tls)
 		flags |= MHD_USE_TLS;

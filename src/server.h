@@ -20,7 +20,10 @@ struct server_hooks {
 	 * reply->status (the body is then never read), or leave it 0.
 	 */
 	void	(*begin)(void *arg, struct request *req, struct reply *reply);
-	/* The whole body has arrived; must set reply->status. */
+	/*
+	 * The whole body has arrived; must set reply->status, or call
+	 * server_suspend and leave it 0 for another thread to set.
+	 */
 	void	(*finish)(void *arg, struct request *req, struct reply *reply);
 	/* The reply went out (or the connection died): count it. May be NULL. */
 	void	(*done)(void *arg, const struct request *req);
@@ -51,6 +54,12 @@ int	server_start(const struct server_options *opt, const struct server_hooks *ho
 void	server_quiesce(struct server *srv);
 /* Requests started but not yet completed. */
 unsigned server_inflight(const struct server *srv);
+/*
+ * Answer later: from the finish hook, before req is handed to the thread
+ * that will decide its reply and then call server_resume (from any thread).
+ */
+void	server_suspend(struct request *req);
+void	server_resume(struct request *req);
 /* Close everything and free; accepts NULL. */
 void	server_stop(struct server *srv);
 

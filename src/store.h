@@ -53,6 +53,19 @@ int	store_user_lookup(struct store *s, const char *phone, struct buf *user_id,
 	    bool *found);
 
 /*
+ * Group commit, for the thread that runs webhooks (batch.c): between
+ * store_batch_begin and store_batch_end every transaction this thread opens
+ * (a claim with its finish, a release) is a savepoint of one write
+ * transaction, so "committed" in the calls below means "committed when the
+ * batch is". A call that fails rolls back its own savepoint only.
+ * store_batch_end commits; -1 means the whole batch was rolled back.
+ */
+__attribute__((warn_unused_result))
+int	store_batch_begin(struct store *s);
+__attribute__((warn_unused_result))
+int	store_batch_end(struct store *s);
+
+/*
  * Idempotency. A webhook is claimed by (route, key) before its handler runs.
  * NEW: the caller owns it and must finish or release it. RUNNING: a record
  * left by a process that died mid-webhook (answer 503). DONE: answer from

@@ -38,8 +38,7 @@ _Static_assert(STORE_CLAIM_RUNNING == 1 && STORE_CLAIM_DONE == 2, "claim states"
  * secure_delete zeroes freed content, so an erased SMS body (it holds a PIN)
  * does not linger in free pages of the database file. No connection
  * checkpoints after its own commits: the checkpointer thread does, so no
- * request waits for its fsync; journal_size_limit trims the WAL file each
- * time it starts over.
+ * request waits for its fsync.
  */
 const char sq_conn_pragmas[] =
 	"PRAGMA foreign_keys = ON;"
@@ -47,8 +46,10 @@ const char sq_conn_pragmas[] =
 	"PRAGMA secure_delete = ON;"
 	"PRAGMA trusted_schema = OFF;"
 	"PRAGMA wal_autocheckpoint = 0;"
-	"PRAGMA journal_size_limit = 67108864;";
-_Static_assert(SQ_CKPT_RESTART_BYTES == 67108864, "journal_size_limit above");
+	"PRAGMA journal_size_limit = 268435456;";
+/* Twice the restart size: only a WAL that grew abnormally is trimmed, since
+ * the trim runs on the writer that starts the WAL over (ext4: ~20 ms). */
+_Static_assert(2 * SQ_CKPT_RESTART_BYTES == 268435456, "journal_size_limit above");
 
 /*
  * All SQL of the backend. Outbox rows move pending -> sending -> sent |
@@ -62,6 +63,9 @@ static const struct {
 	[ST_BEGIN] = { "begin", "BEGIN IMMEDIATE" },
 	[ST_COMMIT] = { "commit", "COMMIT" },
 	[ST_ROLLBACK] = { "rollback", "ROLLBACK" },
+	[ST_SAVEPOINT] = { "begin", "SAVEPOINT job" },
+	[ST_RELEASE] = { "commit", "RELEASE job" },
+	[ST_ROLLBACK_TO] = { "rollback", "ROLLBACK TO job" },
 	[ST_PING] = { "ping", "SELECT 1 FROM sqlite_schema LIMIT 1" },
 	[ST_USER_PUT] = { "user add", "INSERT INTO users (phone, user_id)"
 	    " VALUES (?1, ?2) ON CONFLICT (phone)"
@@ -74,6 +78,10 @@ static const struct {
 	[ST_CLAIM_INSERT] = { "claim", "INSERT INTO webhooks (route, key, state,"
 	    " started_at) VALUES (?1, ?2, 1, ?3)"
 	    " ON CONFLICT (route, key) DO NOTHING" },
+	/* A fresh claim, never written as RUNNING: its record, done, in one write. */
+	[ST_CLAIM_PUT_DONE] = { "claim finish", "INSERT INTO webhooks (route, key,"
+	    " state, outcome, user_id, started_at, finished_at)"
+	    " VALUES (?1, ?2, 2, ?3, ?4, ?5, ?6)" },
 	[ST_CLAIM_GET] = { "claim", "SELECT state, outcome, user_id, started_at"
 	    " FROM webhooks WHERE route = ?1 AND key = ?2" },
 	[ST_CLAIM_TAKEOVER] = { "claim takeover", "UPDATE webhooks"
@@ -407,10 +415,23 @@ sq_gate_lock(pthread_mutex_t *gate, unsigned timeout_ms)
  * The write gate first, then BEGIN IMMEDIATE: IMMEDIATE takes SQLite's write
  * lock up front, so a transaction that reads then writes never fails with
  * SQLITE_BUSY_SNAPSHOT halfway. Both waits are bounded by the busy timeout.
+ * In a batch the gate and the write lock are already held: a savepoint.
  */
 int
 sq_begin(struct conn *c)
 {
+	c->claim[0] = '\0';	/* store_claim sets it once its transaction is open */
+	if (c->batch) {
+		if (c->job || sqlite3_get_autocommit(c->db)) {
+			log_error("store: begin: the batch's transaction is %s",
+			    c->job ? "busy with another job" : "gone");
+			return -1;
+		}
+		if (sq_exec(c, ST_SAVEPOINT, "") == -1)
+			return -1;
+		c->job = true;
+		return 0;
+	}
 	if (sq_gate_lock(&c->store->gate, STORE_BUSY_TIMEOUT_MS) == -1) {
 		log_error("store: begin: another thread held the write lock for %ums",
 		    STORE_BUSY_TIMEOUT_MS);
@@ -429,6 +450,14 @@ sq_commit(struct conn *c)
 {
 	int	rc;
 
+	c->claim[0] = '\0';
+	if (c->batch) {
+		/* Durable only when store_batch_end commits the batch. */
+		if ((rc = sq_exec(c, ST_RELEASE, "")) == -1)
+			sq_rollback(c);
+		c->job = false;
+		return rc;
+	}
 	rc = sq_exec(c, ST_COMMIT, "");
 	gate_leave(c);		/* still held when COMMIT failed: roll back */
 	return rc;
@@ -437,10 +466,82 @@ sq_commit(struct conn *c)
 void
 sq_rollback(struct conn *c)
 {
+	c->claim[0] = '\0';
+	if (c->batch) {
+		/* Undo this job only; the batch's other jobs stand. */
+		if (c->job && !sqlite3_get_autocommit(c->db) &&
+		    sq_exec(c, ST_ROLLBACK_TO, "") == 0 &&
+		    sq_exec(c, ST_RELEASE, "") == -1)
+			log_error("store: a job's savepoint could not be released");
+		c->job = false;
+		return;
+	}
 	/* After SQLITE_FULL, IOERR or NOMEM SQLite may have rolled back already. */
 	if (!sqlite3_get_autocommit(c->db) && sq_exec(c, ST_ROLLBACK, "") == -1)
 		return;		/* logged; the transaction, and the gate, stay */
 	gate_leave(c);
+}
+
+bool
+sq_in_txn(const struct conn *c)
+{
+	return c->batch ? c->job : !sqlite3_get_autocommit(c->db);
+}
+
+/*
+ * Group commit: one BEGIN IMMEDIATE .. COMMIT around many webhooks, each in
+ * a savepoint, so the write lock, the WAL append and its page writes are
+ * paid once per batch instead of once per webhook.
+ */
+int
+store_batch_begin(struct store *s)
+{
+	struct conn	*c;
+
+	if ((c = sq_conn(s)) == NULL)
+		return -1;
+	if (c->batch || sq_in_txn(c)) {
+		log_error("store: batch: a transaction is already open on this thread");
+		return -1;
+	}
+	/*
+	 * Every webhook's reads and writes go through this one connection, and
+	 * no other connection commits often enough to empty its cache: 8 MiB
+	 * instead of 2 made the batch thread ~20% cheaper per webhook in
+	 * bench/run (fewer preads), for 6.5 MiB more peak RSS.
+	 */
+	if (!c->batch_cache && sqlite3_exec(c->db, "PRAGMA cache_size = -8192", NULL, NULL, NULL) == SQLITE_OK)
+		c->batch_cache = true;
+	if (sq_begin(c) == -1)
+		return -1;
+	c->batch = true;
+	c->job = false;
+	return 0;
+}
+
+int
+store_batch_end(struct store *s)
+{
+	struct conn	*c;
+
+	if ((c = sq_conn(s)) == NULL || !c->batch)
+		return -1;
+	if (c->job) {
+		log_error("store: batch: a job left its savepoint open; rolled back");
+		sq_rollback(c);
+	}
+	c->batch = false;
+	/* SQLite ends the whole transaction itself after some errors. */
+	if (sqlite3_get_autocommit(c->db)) {
+		log_error("store: batch: the transaction was rolled back");
+		gate_leave(c);
+		return -1;
+	}
+	if (sq_commit(c) == -1) {
+		sq_rollback(c);
+		return -1;
+	}
+	return 0;
 }
 
 /* Append text column col of the current row to b; NULL appends nothing. */

@@ -19,9 +19,10 @@
 
 /* Every statement, by id; store_sqlite.c holds their SQL in one table. */
 enum st {
-	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_PING,
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
+	ST_PING,
 	ST_USER_PUT, ST_USER_DELETE, ST_USER_LIST, ST_USER_GET,
-	ST_CLAIM_INSERT, ST_CLAIM_GET, ST_CLAIM_TAKEOVER, ST_CLAIM_RELEASE,
+	ST_CLAIM_INSERT, ST_CLAIM_PUT_DONE, ST_CLAIM_GET, ST_CLAIM_TAKEOVER, ST_CLAIM_RELEASE,
 	ST_CLAIM_FINISH, ST_LIMIT_CHECK, ST_LIMIT_COUNT,
 	ST_TOKEN_INSERT, ST_TOKEN_SPEND, ST_TOKEN_GET,
 	ST_PIN_PUT, ST_PIN_GET, ST_PIN_DELETE, ST_PIN_WRONG,
@@ -38,13 +39,14 @@ enum st {
  * woken by a commit that leaves SQ_CKPT_FRAMES frames (16 MiB of 4 KiB
  * pages) not yet copied, or every SQ_CKPT_INTERVAL_MS. Fewer, larger rounds
  * copy a page written by many commits once. Past SQ_CKPT_RESTART_BYTES of
- * WAL it holds writers off (the write gate) for about two fsyncs so the WAL
- * starts over; journal_size_limit then trims the file back to that size.
+ * WAL it holds writers off (the write gate) for about two small fsyncs so
+ * the WAL starts over; journal_size_limit trims only a WAL that grew past
+ * twice that (a reader held the restart off).
  * Bounds measured with bench/run: see store_sqlite_checkpoint.c.
  */
 #define SQ_CKPT_FRAMES		4000
 #define SQ_CKPT_INTERVAL_MS	1000
-#define SQ_CKPT_RESTART_BYTES	((int64_t)64 * 1024 * 1024)
+#define SQ_CKPT_RESTART_BYTES	((int64_t)128 * 1024 * 1024)
 /*
  * The checkpointer's longest wait for the gate, and then (writers held off)
  * for another process's reader or writer: past it, the restart waits for a
@@ -86,6 +88,9 @@ int	sq_ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames);
 /* Longest destination an outbox row may hold, its NUL included. */
 #define SQ_PHONE_SIZE	sizeof(((struct store_outbox_msg *)NULL)->to)
 
+/* Longest "route\nkey" a connection remembers; longer claims write a RUNNING row. */
+#define SQ_CLAIM_SIZE	96
+
 /* One thread's connection; only that thread uses it, so SQLITE_OPEN_NOMUTEX. */
 struct conn {
 	sqlite3		*db;
@@ -94,6 +99,12 @@ struct conn {
 	struct conn	*prev, *next;
 	bool		 gated;		/* holds the store's write gate */
 	int		 gated_stmt;	/* for this statement only (enum st), or -1 */
+	bool		 batch;		/* inside store_batch_begin .. store_batch_end */
+	bool		 job;		/* in a batch: a job's savepoint is open */
+	bool		 batch_cache;	/* the batch connection's larger cache is set */
+	/* The fresh NEW claim ("route\nkey") the open transaction is for, or "". */
+	char		 claim[SQ_CLAIM_SIZE];
+	int64_t		 claim_at;
 };
 
 /* This thread's connection, opened on first use; NULL after logging. */
@@ -133,12 +144,15 @@ int	sq_gate_lock(pthread_mutex_t *gate, unsigned timeout_ms);
 /*
  * The gate, then BEGIN IMMEDIATE; COMMIT; and a ROLLBACK that is safe on
  * every error path. COMMIT and ROLLBACK release the gate once SQLite's
- * transaction has ended.
+ * transaction has ended. Inside a batch (store_batch_begin) the three open,
+ * release and roll back a savepoint of the batch's transaction instead.
  */
 __attribute__((warn_unused_result))
 int	sq_begin(struct conn *c);
 __attribute__((warn_unused_result))
 int	sq_commit(struct conn *c);
 void	sq_rollback(struct conn *c);
+/* Is a transaction of the caller's own open (in a batch: its savepoint)? */
+bool	sq_in_txn(const struct conn *c);
 
 #endif

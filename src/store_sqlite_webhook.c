@@ -15,32 +15,33 @@
 #include "store.h"
 #include "store_sqlite.h"
 
-/* The claim exists: report DONE or RUNNING, or NEW when it is stale. */
+/*
+ * Read the claim's record: DONE or RUNNING, or NEW when it is stale (its
+ * process died) or when there is none (*absent).
+ */
 static int
 claim_read(struct conn *c, const char *route, const char *key, int64_t now,
-    int64_t stale_after, struct store_claim *out)
+    int64_t stale_after, struct store_claim *out, bool *absent)
 {
 	sqlite3_stmt	*st;
 	int		 r, rc = -1;
 
+	*absent = false;
 	if (sq_bind(c, ST_CLAIM_GET, "tt", route, key) == -1 ||
 	    (r = sq_step(c, ST_CLAIM_GET)) == -1)
 		goto done;
-	if (r == 0) {
-		/* The insert just conflicted inside this same transaction. */
-		log_error("store: claim: record missing after a conflict");
-		goto done;
-	}
+	rc = 0;
 	st = c->stmt[ST_CLAIM_GET];
-	if (sqlite3_column_int(st, 0) == STORE_CLAIM_DONE) {
+	if (r == 0) {
+		*absent = true;
+		out->state = STORE_CLAIM_NEW;
+	} else if (sqlite3_column_int(st, 0) == STORE_CLAIM_DONE) {
 		out->state = STORE_CLAIM_DONE;
 		out->outcome = sqlite3_column_int(st, 1);
 		rc = sq_text(c, ST_CLAIM_GET, 2, &out->user_id);
-	} else {
+	} else
 		out->state = sqlite3_column_int64(st, 3) > now - stale_after ?
 		    STORE_CLAIM_RUNNING : STORE_CLAIM_NEW;
-		rc = 0;
-	}
 done:
 	sq_reset(c, ST_CLAIM_GET);
 	return rc;
@@ -48,17 +49,20 @@ done:
 
 /*
  * One write transaction per new webhook: a NEW claim keeps its BEGIN
- * IMMEDIATE open, so the handler's user lookup and its finish share it and
- * the RUNNING row is never visible to anyone. A duplicate arriving meanwhile
- * waits for the write lock (the write gate in this process, busy_timeout
- * across processes) and then reads DONE; it reads RUNNING only from a row
- * committed by a process that died mid-webhook.
+ * IMMEDIATE open, so the handler's user lookup and its finish share it.
+ * Nobody can see or race it meanwhile, so a fresh claim writes no RUNNING
+ * row at all: the connection remembers it, and the finish inserts the DONE
+ * record in one write. A duplicate arriving meanwhile waits for the write
+ * lock (the write gate in this process, busy_timeout across processes) and
+ * then reads DONE; it reads RUNNING only from a row committed by a process
+ * that died mid-webhook (or by a backend that commits claims on their own).
  */
 int
 store_claim(struct store *s, const char *route, const char *key, int64_t now,
     int64_t stale_after, struct store_claim *out)
 {
 	struct conn	*c;
+	bool		 absent;
 	int		 rc = -1;
 
 	out->state = STORE_CLAIM_NEW;
@@ -66,7 +70,7 @@ store_claim(struct store *s, const char *route, const char *key, int64_t now,
 	buf_reset(&out->user_id);
 	if ((c = sq_conn(s)) == NULL)
 		return -1;
-	if (!sqlite3_get_autocommit(c->db)) {
+	if (sq_in_txn(c)) {
 		/* A NEW claim neither finished nor released: a bug of ours. */
 		log_error("store: claim: a previous claim left its transaction open;"
 		    " rolled back");
@@ -74,22 +78,36 @@ store_claim(struct store *s, const char *route, const char *key, int64_t now,
 	}
 	if (sq_begin(c) == -1)
 		return -1;
-	if (sq_exec(c, ST_CLAIM_INSERT, "tti", route, key, now) == -1)
+	if (claim_read(c, route, key, now, stale_after, out, &absent) == -1)
 		goto done;
-	if (sqlite3_changes(c->db) == 0) {
-		if (claim_read(c, route, key, now, stale_after, out) == -1)
-			goto done;
-		/* Running for longer than stale_after: its process died. */
-		if (out->state == STORE_CLAIM_NEW && sq_exec(c, ST_CLAIM_TAKEOVER,
-		    "tti", route, key, now) == -1)
-			goto done;
-	}
+	if (absent) {
+		/* Too long to remember: write the RUNNING row after all. */
+		if (snprintf(c->claim, sizeof(c->claim), "%s%c%s", route, '\n', key) >=
+		    (int)sizeof(c->claim)) {
+			c->claim[0] = '\0';
+			if (sq_exec(c, ST_CLAIM_INSERT, "tti", route, key, now) == -1)
+				goto done;
+		}
+		c->claim_at = now;
+	} else if (out->state == STORE_CLAIM_NEW && sq_exec(c, ST_CLAIM_TAKEOVER,
+	    "tti", route, key, now) == -1)
+		goto done;	/* running for longer than stale_after: its process died */
 	/* NEW: the transaction stays open until finish or release. */
 	rc = out->state == STORE_CLAIM_NEW ? 0 : sq_commit(c);
 done:
 	if (rc == -1)
 		sq_rollback(c);
 	return rc;
+}
+
+/* Is (route, key) the fresh claim whose transaction c has open? */
+static bool
+claim_is_fresh(const struct conn *c, const char *route, const char *key)
+{
+	size_t	n = strlen(route);
+
+	return c->claim[0] != '\0' && strncmp(c->claim, route, n) == 0 &&
+	    c->claim[n] == '\n' && strcmp(c->claim + n + 1, key) == 0;
 }
 
 int
@@ -99,10 +117,10 @@ store_claim_release(struct store *s, const char *route, const char *key)
 
 	if ((c = sq_conn(s)) == NULL)
 		return -1;
-	if (!sqlite3_get_autocommit(c->db)) {
+	if (sq_in_txn(c)) {
 		/* The claim's own transaction: its RUNNING row goes with it. */
 		sq_rollback(c);
-		return sqlite3_get_autocommit(c->db) ? 0 : -1;
+		return sq_in_txn(c) ? -1 : 0;
 	}
 	/*
 	 * Nothing open: the finish already committed or rolled back. Only a
@@ -122,7 +140,7 @@ finish_begin(struct store *s)
 
 	if ((c = sq_conn(s)) == NULL)
 		return NULL;
-	if (sqlite3_get_autocommit(c->db) && sq_begin(c) == -1)
+	if (!sq_in_txn(c) && sq_begin(c) == -1)
 		return NULL;
 	return c;
 }
@@ -181,7 +199,11 @@ finish_claim(struct conn *c, const char *route, const char *key, int outcome,
 		return -1;
 	if (*limited_by >= 0)
 		outcome = STORE_OUTCOME_LIMITED;
-	if (sq_exec(c, ST_CLAIM_FINISH, "ttiti", route, key, (int64_t)outcome,
+	if (claim_is_fresh(c, route, key)) {
+		if (sq_exec(c, ST_CLAIM_PUT_DONE, "ttitii", route, key, (int64_t)outcome,
+		    user_id, c->claim_at, now) == -1)
+			return -1;
+	} else if (sq_exec(c, ST_CLAIM_FINISH, "ttiti", route, key, (int64_t)outcome,
 	    user_id, now) == -1)
 		return -1;
 	if (sqlite3_changes(c->db) != 1) {

@@ -7,6 +7,7 @@ import base64
 import re
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -172,6 +173,21 @@ def test_same_webhook_twice_one_sms(pind, fake):
     assert r1.content == r2.content == r3.content
     assert req.form["To"] == CAROL
     fake.assert_quiet(n0 + 1)
+
+
+def test_concurrent_webhooks_one_sms_each(pind, fake):
+    # Sent together, each twice: they share store commits, and each unique
+    # webhook still queues exactly one SMS.
+    n0 = fake.count()
+    params = [pind.params(CAROL, body="PIN") for _ in range(12)]
+    with ThreadPoolExecutor(max_workers=12) as ex:
+        replies = list(ex.map(lambda p: pind.post_signed(p, path="/sms/pin"),
+                              params + params))
+    for r in replies:
+        assert_empty_twiml(r)
+    sent = fake.wait_for_requests(n0 + len(params))[n0:]
+    assert all(req.form["To"] == CAROL for req in sent)
+    fake.assert_quiet(n0 + len(params))
 
 
 def test_webhook_answered_without_waiting_for_api(pind, fake):

@@ -4,6 +4,7 @@
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -188,6 +189,26 @@ def test_retry_signed_with_secondary_token(live):
     r1 = live.post_signed(p)
     r2 = live.post_signed(p, token=live.secondary_token)
     assert reset_token(r1) == reset_token(r2)
+
+
+def test_concurrent_webhooks_one_token_each(live):
+    # Webhooks arriving together share store commits (group commit): each
+    # still gets its own link, its duplicate the same link, and every link
+    # answered was committed before the answer left.
+    params = [live.params(ALICE if i % 2 else BOB) for i in range(24)]
+    before = live.count_tokens()
+    with ThreadPoolExecutor(max_workers=16) as ex:
+        replies = list(ex.map(live.post_signed, params + params))
+    assert all(r.status_code == 200 for r in replies), [r.status_code for r in replies]
+    first, again = replies[:len(params)], replies[len(params):]
+    tokens = [reset_token(r) for r in first]
+    assert [reset_token(r) for r in again] == tokens
+    assert len(set(tokens)) == len(params)
+    assert live.count_tokens() == before + len(params)
+    for i, t in enumerate(tokens):
+        rd = live.redeem(t)
+        assert rd.status_code == 200, rd.text
+        assert rd.json()["user"] == ("alice" if i % 2 else "bob")
 
 
 def insert_running_claim(d, message_sid, route="reset"):

@@ -392,6 +392,66 @@ test_claim_one_transaction(void **state)
 	buf_free(&uid);
 }
 
+/*
+ * Group commit: claims and finishes between store_batch_begin and
+ * store_batch_end are savepoints of one transaction. Nothing is visible
+ * to others before the end; a duplicate within the batch reads its
+ * first delivery's record; a failing or released webhook undoes only its
+ * own work; the end commits the rest at once.
+ */
+static void
+test_batch_group_commit(void **state)
+{
+	struct fx		*f = *state;
+	struct store_claim	 c = { .user_id = BUF_INIT };
+	uint8_t			 h1[STORE_HASH_BYTES], h2[STORE_HASH_BYTES];
+
+	hash_of(h1, 1);
+	hash_of(h2, 2);
+	assert_int_equal(store_batch_end(f->s), -1);	/* none open */
+	assert_int_equal(store_batch_begin(f->s), 0);
+	assert_int_equal(store_batch_begin(f->s), -1);	/* no nesting */
+	assert_true(write_locked(f));
+	claim(f->s, "SM1", T0, STORE_CLAIM_NEW, &c);
+	assert_int_equal(reset_finish(f->s, "SM1", 1, h1, "alice", T0 + 900, T0), 0);
+	assert_true(write_locked(f));
+	assert_sql(f, "SELECT count(*) FROM webhooks", "0");
+	/* The same webhook again in the same batch: its record, not a second run. */
+	claim(f->s, "SM1", T0, STORE_CLAIM_DONE, &c);
+	assert_int_equal(c.outcome, 1);
+	assert_string_equal(c.user_id.data, "alice");
+	/* A finish that fails rolls back its own claim only. */
+	claim(f->s, "SM2", T0, STORE_CLAIM_NEW, &c);
+	assert_int_equal(reset_finish(f->s, "SM3", 1, h2, "bob", T0 + 900, T0), -1);
+	/* A released claim leaves nothing either. */
+	claim(f->s, "SM4", T0, STORE_CLAIM_NEW, &c);
+	assert_int_equal(store_claim_release(f->s, ROUTE, "SM4"), 0);
+	claim(f->s, "SM5", T0, STORE_CLAIM_NEW, &c);
+	assert_int_equal(reset_finish(f->s, "SM5", 3, NULL, NULL, 0, T0), 0);
+	assert_int_equal(store_batch_end(f->s), 0);
+	assert_false(write_locked(f));
+	assert_sql(f, "SELECT group_concat(key || ':' || state || ':' || outcome, ' ')"
+	    " FROM (SELECT * FROM webhooks ORDER BY key)", "SM1:2:1 SM5:2:3");
+	assert_sql(f, "SELECT group_concat(user_id) FROM reset_tokens", "alice");
+	/* Outside a batch, each webhook commits on its own again. */
+	claim(f->s, "SM2", T0 + 1, STORE_CLAIM_NEW, &c);
+	assert_true(write_locked(f));
+	assert_int_equal(reset_finish(f->s, "SM2", 1, h2, "bob", T0 + 900, T0 + 1), 0);
+	assert_false(write_locked(f));
+	assert_sql(f, "SELECT count(*) FROM reset_tokens", "2");
+	/* A batch with a claim left open: rolled back at the end, the rest kept. */
+	assert_int_equal(store_batch_begin(f->s), 0);
+	claim(f->s, "SM6", T0, STORE_CLAIM_NEW, &c);
+	assert_int_equal(reset_finish(f->s, "SM6", 3, NULL, NULL, 0, T0), 0);
+	claim(f->s, "SM7", T0, STORE_CLAIM_NEW, &c);
+	assert_int_equal(store_batch_end(f->s), 0);
+	assert_false(write_locked(f));
+	assert_sql(f, "SELECT count(*) FROM webhooks WHERE key IN ('SM6', 'SM7')", "1");
+	claim(f->s, "SM7", T0 + 1, STORE_CLAIM_NEW, &c);
+	assert_int_equal(store_claim_release(f->s, ROUTE, "SM7"), 0);
+	buf_free(&c.user_id);
+}
+
 static void
 test_finish_needs_running_claim(void **state)
 {
@@ -1792,6 +1852,7 @@ main(void)
 		T(test_users_add_many_atomic),
 		T(test_claim_finish),
 		T(test_claim_one_transaction),
+		T(test_batch_group_commit),
 		T(test_finish_needs_running_claim),
 		T(test_claim_stale_takeover),
 		T(test_claim_release),
