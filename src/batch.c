@@ -1,9 +1,9 @@
 /*
  * The batch thread: take what queued up (webhooks, and store calls from
  * other threads), run it in one store transaction, commit, resume every
- * request and wake every caller. A batch that cannot begin runs its webhooks
- * one transaction each; one that cannot commit answers every webhook in it
- * with the retryable failure, since none of their records survived.
+ * request and wake every caller. A batch that cannot begin or commit answers
+ * every webhook in it with the retryable failure (none of their records
+ * exists) and tells every caller its write did not happen.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -63,12 +63,18 @@ run_batch(struct batch *b, struct request **jobs, size_t n, struct call *calls)
 	bool			 batched = store_batch_begin(b->store) == 0;
 	bool			 committed = true;
 
-	/* Unbatched, each webhook commits (or fails) in its own transaction. */
-	for (c = calls; c != NULL; c = c->next)
-		c->fn(c->arg);
-	for (size_t i = 0; i < n; i++)
-		ops->run(ops->arg, jobs[i], jobs[i]->batch_reply);
-	if (batched && store_batch_end(b->store) == -1) {
+	/*
+	 * No transaction (the write lock stayed busy past the busy timeout, or
+	 * the store is failing): every webhook gets the retryable failure at
+	 * once rather than each waiting out the timeout again on its own.
+	 */
+	if (batched) {
+		for (c = calls; c != NULL; c = c->next)
+			c->fn(c->arg);
+		for (size_t i = 0; i < n; i++)
+			ops->run(ops->arg, jobs[i], jobs[i]->batch_reply);
+	}
+	if (!batched || store_batch_end(b->store) == -1) {
 		committed = false;
 		for (size_t i = 0; i < n; i++)
 			ops->fail(ops->arg, jobs[i], jobs[i]->batch_reply);

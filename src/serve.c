@@ -173,6 +173,7 @@ start_listeners(struct daemon_state *st)
 		.max_connections = cfg->max_connections,
 		.max_connections_per_ip = cfg->max_connections_per_ip,
 		.timeout = cfg->request_timeout, .access_log = true,
+		.nice = LISTENER_NICE,
 	};
 	struct server_options	 adm = {
 		.name = "admin", .listen = cfg->admin_listen, .listen_fd = inherited_fd(1),

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -29,10 +30,27 @@ struct server {
 	char			 name[16];
 	bool			 tls;
 	bool			 access_log;
+	int			 nice;
 	atomic_uint		 inflight;
 	/* Request ids: a random start, then a counter (no getrandom call per request). */
 	_Atomic uint64_t	 next_id;
 };
+
+/*
+ * Lower this listener thread's priority once (Linux: a thread's own nice
+ * value), so that under saturation the threads that finish work it admitted
+ * (batch, outbox) run before it admits more. Failure only costs that.
+ */
+static void
+thread_nice(int nice)
+{
+	static _Thread_local bool done;
+
+	if (done || nice == 0)
+		return;
+	done = true;
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), nice);
+}
 
 /* What one request carries between callbacks. */
 struct exchange {
@@ -85,6 +103,7 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	size_t		 len;
 
 	(void)conn;
+	thread_nice(srv->nice);
 	if ((x = calloc(1, sizeof(*x))) == NULL)
 		return NULL;
 	len = strnlen(uri, MAX_TARGET_LEN + 1);
@@ -448,6 +467,7 @@ server_start(const struct server_options *opt, const struct server_hooks *hooks,
 	snprintf(srv->name, sizeof(srv->name), "%s", opt->name);
 	srv->tls = opt->tls;
 	srv->access_log = opt->access_log;
+	srv->nice = opt->nice;
 	atomic_init(&srv->inflight, 0);
 	uint64_t seed;
 	randombytes_buf(&seed, sizeof(seed));

@@ -44,6 +44,7 @@ struct server_options {
 	unsigned	 max_connections_per_ip;
 	unsigned	 timeout;	/* idle seconds */
 	bool		 access_log;
+	int		 nice;		/* added to the worker threads' nice value */
 };
 
 /* Start listening. 0, or -1 after logging why. */

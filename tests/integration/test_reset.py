@@ -3,6 +3,7 @@
 
 import json
 import re
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlparse
@@ -209,6 +210,27 @@ def test_concurrent_webhooks_one_token_each(live):
         rd = live.redeem(t)
         assert rd.status_code == 200, rd.text
         assert rd.json()["user"] == ("alice" if i % 2 else "bob")
+
+
+def test_store_locked_gets_503_then_retry_succeeds(live):
+    # Another process holds the store's write lock past the busy timeout:
+    # the webhook is answered 503 (Twilio retries it) and leaves nothing
+    # behind; the retry, once the lock is gone, gets its link.
+    p = live.params(ALICE)
+    before = live.count_tokens()
+    conn = sqlite3.connect(str(live.db_path), timeout=5, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        r = live.post_signed(p)
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+    assert r.status_code == 503, (r.status_code, r.text)
+    assert "token" not in r.text
+    assert live.count_tokens() == before
+    token = reset_token(live.post_signed(p))
+    assert live.count_tokens() == before + 1
+    assert live.redeem(token).status_code == 200
 
 
 def insert_running_claim(d, message_sid, route="reset"):
