@@ -36,7 +36,7 @@ enum st {
 
 /*
  * WAL checkpoints run on a thread of their own (store_sqlite_checkpoint.c),
- * woken by a commit that leaves SQ_CKPT_FRAMES frames (16 MiB of 4 KiB
+ * woken by a commit that leaves SQ_CKPT_FRAMES frames (47 MiB of 4 KiB
  * pages) not yet copied, or every SQ_CKPT_INTERVAL_MS. Fewer, larger rounds
  * copy a page written by many commits once. Past SQ_CKPT_RESTART_BYTES of
  * WAL it holds writers off (the write gate) for about two small fsyncs so
@@ -44,7 +44,7 @@ enum st {
  * twice that (a reader held the restart off).
  * Bounds measured with bench/run: see store_sqlite_checkpoint.c.
  */
-#define SQ_CKPT_FRAMES		4000
+#define SQ_CKPT_FRAMES		12000
 #define SQ_CKPT_INTERVAL_MS	1000
 #define SQ_CKPT_RESTART_BYTES	((int64_t)128 * 1024 * 1024)
 /*

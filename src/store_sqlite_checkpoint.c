@@ -5,15 +5,19 @@
  * wal_autocheckpoint off and a WAL hook that wakes this thread.
  *
  * The bounds in store_sqlite.h come from bench/run, everything on one core:
- * rounds every 1000 frames cost ~8% more CPU per request than every 4000
- * (more copies of the same hot pages, more fsyncs); starting the WAL over
- * every 16 or 64 MiB measured the same, and a WAL left to grow cost ~30%
+ * rounds every 1000 frames cost ~8% more CPU per request than every 4000,
+ * and every 12000 cost this thread a third less than every 4000 (7.6 vs
+ * 11.5 us a webhook, +7% webhooks per CPU-second) once commits were
+ * batched: more copies of the same hot pages, more fsyncs. 24000 saved
+ * little more and made the batch thread slower. Starting the WAL over every
+ * 16 or 64 MiB measured the same, and a WAL left to grow cost ~30%
  * (extending the file). Holding writers off is bounded by the disk's fsync:
  * 20 to 36 ms there while the database file's sync covered every page the
  * PASSIVE rounds had copied, 2 to 18 ms since that sync runs before the
  * gate is taken; starting over every 128 MiB rather than 64 halves how
- * often webhooks meet that wait (p99 19 -> 13-15 ms at 64 connections). A lower CPU priority for this thread starves it under
- * saturation, the WAL then grows, and the eventual restart stalls longer.
+ * often webhooks meet that wait (p99 19 -> 13-15 ms at 64 connections). A
+ * lower CPU priority for this thread starves it under saturation, the WAL
+ * then grows, and the eventual restart stalls longer.
  */
 #include <pthread.h>
 #include <signal.h>
