@@ -77,54 +77,50 @@ count_segments(const char *body, size_t len)
 	return n;
 }
 
-/*
- * Store one pair: name and value share one allocation (value follows the
- * name's NUL), so form_free releases pair->name only.
- */
+/* Decode one segment into p, its name then its value at *dst; advance *dst. */
 static enum form_result
-add_segment(struct form *f, const char *seg, size_t len)
+add_segment(struct form_pair *p, const char *seg, size_t len, char **dst)
 {
-	struct form_pair	*p = &f->pairs[f->count];
-	const char		*eq;
-	size_t			 nlen, vlen;
-	char			*mem;
+	const char		*eq = memchr(seg, '=', len);
+	size_t			 nlen = eq != NULL ? (size_t)(eq - seg) : len;
+	size_t			 vlen = eq != NULL ? len - nlen - 1 : 0;
 	enum form_result	 r;
 
-	eq = memchr(seg, '=', len);
-	nlen = eq != NULL ? (size_t)(eq - seg) : len;
-	vlen = eq != NULL ? len - nlen - 1 : 0;
-	if ((mem = malloc(len + 2)) == NULL)
-		return FORM_NOMEM;
-	if ((r = decode(seg, nlen, mem, &p->name_len)) != FORM_OK)
-		goto fail;
-	p->name = mem;
-	p->value = mem + p->name_len + 1;
-	if ((r = decode(eq != NULL ? eq + 1 : "", vlen, p->value,
-	    &p->value_len)) != FORM_OK)
-		goto fail;
-	f->count++;
+	p->name = *dst;
+	if ((r = decode(seg, nlen, p->name, &p->name_len)) != FORM_OK)
+		return r;
+	p->value = p->name + p->name_len + 1;
+	if ((r = decode(eq != NULL ? eq + 1 : "", vlen, p->value, &p->value_len)) != FORM_OK)
+		return r;
+	*dst = p->value + p->value_len + 1;
 	return FORM_OK;
-fail:
-	free(mem);
-	return r;
 }
 
+/*
+ * One allocation for the whole form: the pair array, then every decoded
+ * name and value with its NUL. Decoding never grows a string, and n
+ * segments of a body of len bytes hold at most len bytes, so len + 2n
+ * bytes of strings always suffice.
+ */
 enum form_result
 form_parse(const char *body, size_t len, size_t max_pairs, struct form *out)
 {
 	const char		*p, *end, *amp;
-	size_t			 n;
+	char			*dst;
+	size_t			 n, i = 0;
 	enum form_result	 r = FORM_OK;
 
-	out->pairs = NULL;
-	out->count = 0;
+	*out = (struct form)FORM_INIT;
 	/* body may be NULL when len is 0: no pointer arithmetic before this. */
 	if (len == 0 || (n = count_segments(body, len)) == 0)
 		return FORM_OK;
 	if (n > max_pairs)
 		return FORM_TOO_MANY;
-	if ((out->pairs = calloc(n, sizeof(*out->pairs))) == NULL)
+	if (n > (SIZE_MAX - len) / (sizeof(*out->pairs) + 2) ||
+	    (out->block = malloc(n * sizeof(*out->pairs) + len + 2 * n)) == NULL)
 		return FORM_NOMEM;
+	out->pairs = out->block;
+	dst = (char *)out->block + n * sizeof(*out->pairs);
 	p = body;
 	end = body + len;
 	while (p < end) {
@@ -132,11 +128,13 @@ form_parse(const char *body, size_t len, size_t max_pairs, struct form *out)
 		if (amp == NULL)
 			amp = end;
 		/* "a=1&&b=2": WHATWG skips empty sequences. */
-		if (amp > p && (r = add_segment(out, p, (size_t)(amp - p))) != FORM_OK)
-			goto done;
+		if (amp > p) {
+			if ((r = add_segment(&out->pairs[i], p, (size_t)(amp - p), &dst)) != FORM_OK)
+				break;
+			out->count = ++i;
+		}
 		p = amp + 1;
 	}
-done:
 	if (r != FORM_OK)
 		form_free(out);
 	return r;
@@ -162,8 +160,8 @@ form_add(struct form *f, const char *name, size_t name_len, const char *value,
 	struct form_pair	*pairs, *p;
 	char			*mem;
 
-	if (name_len > SIZE_MAX / 2 - 1 || value_len > SIZE_MAX / 2 - 1 ||
-	    f->count >= SIZE_MAX / sizeof(*pairs) - 1)
+	if (f->block != NULL || name_len > SIZE_MAX / 2 - 1 ||
+	    value_len > SIZE_MAX / 2 - 1 || f->count >= SIZE_MAX / sizeof(*pairs) - 1)
 		return -1;
 	if ((mem = malloc(name_len + value_len + 2)) == NULL)
 		return -1;
@@ -174,7 +172,7 @@ form_add(struct form *f, const char *name, size_t name_len, const char *value,
 	}
 	f->pairs = pairs;
 	p = &pairs[f->count++];
-	/* Same layout as form_parse: one allocation, value after the name. */
+	/* One allocation per pair, value after the name's NUL. */
 	p->name = mem;
 	p->name_len = name_len;
 	if (name_len > 0)
@@ -191,13 +189,14 @@ form_add(struct form *f, const char *name, size_t name_len, const char *value,
 void
 form_free(struct form *f)
 {
-	size_t	i;
-
-	for (i = 0; i < f->count; i++)
-		free(f->pairs[i].name);
-	free(f->pairs);
-	f->pairs = NULL;
-	f->count = 0;
+	if (f->block != NULL)
+		free(f->block);		/* form_parse: pairs and strings in one */
+	else {
+		for (size_t i = 0; i < f->count; i++)
+			free(f->pairs[i].name);
+		free(f->pairs);
+	}
+	*f = (struct form)FORM_INIT;
 }
 
 const char *

@@ -19,9 +19,10 @@ struct form_pair {
 struct form {
 	struct form_pair	*pairs;
 	size_t			 count;
+	void			*block;		/* form_parse's one allocation, or NULL */
 };
 
-#define FORM_INIT { NULL, 0 }
+#define FORM_INIT { NULL, 0, NULL }
 
 enum form_result {
 	FORM_OK = 0,
@@ -41,7 +42,10 @@ enum form_result	form_parse(const char *body, size_t len, size_t max_pairs,
 			    struct form *out);
 /* First pair named name (a C string), or NULL. */
 const struct form_pair	*form_find(const struct form *f, const char *name);
-/* Append a copy of a pair (used to build a form from JSON). 0 or -1 (no memory). */
+/*
+ * Append a copy of a pair (used to build a form from JSON or arguments).
+ * 0, or -1: no memory, or f came from form_parse (its pairs are packed).
+ */
 __attribute__((warn_unused_result))
 int			 form_add(struct form *f, const char *name, size_t name_len,
 			    const char *value, size_t value_len);

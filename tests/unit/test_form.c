@@ -227,6 +227,15 @@ test_add(void **state)
 	assert_ptr_equal(form_find(&f, "bc"), &f.pairs[2]);
 	form_free(&f);
 	form_free(&f);		/* FORM_INIT again: freeing twice is harmless */
+	/* A parsed form is one packed allocation: it takes no more pairs. */
+	assert_int_equal(form_parse("a=1&b", 5, MAXP, &f), FORM_OK);
+	assert_int_equal(form_add(&f, "c", 1, "3", 1), -1);
+	assert_int_equal(f.count, 2);
+	assert_string_equal(f.pairs[1].name, "b");
+	form_free(&f);
+	assert_null(f.pairs);
+	assert_int_equal(form_add(&f, "c", 1, "3", 1), 0);	/* freed: FORM_INIT */
+	form_free(&f);
 }
 
 static void
