@@ -14,7 +14,6 @@
 #include "batch.h"
 #include "defaults.h"
 #include "log.h"
-#include "server.h"
 
 /* A batch_call waiting for its batch (on the caller's stack), or a batch_post's (on the heap). */
 struct call {
@@ -59,7 +58,7 @@ static void
 run_batch(struct batch *b, struct request **jobs, size_t n, struct call *calls)
 {
 	const struct batch_ops	*ops = &b->ops;
-	struct call		*c, *next, *waiting = NULL;
+	struct call		*c, *next, *waiting = NULL, *posted = NULL;
 	bool			 batched = store_batch_begin(b->store) == 0;
 	bool			 committed = true;
 
@@ -80,12 +79,17 @@ run_batch(struct batch *b, struct request **jobs, size_t n, struct call *calls)
 			ops->fail(ops->arg, jobs[i], jobs[i]->batch_reply);
 	}
 	for (size_t i = 0; i < n; i++)
-		server_resume(jobs[i]);
+		ops->resume(jobs[i]);
+	/*
+	 * Split before waking anyone: a waiting caller's node is on its stack,
+	 * gone once it sees done. Waiting callers first: a posted write's after
+	 * may take its time.
+	 */
 	for (c = calls; c != NULL; c = next) {
 		next = c->next;
 		if (c->after != NULL) {
-			c->after(c->arg, committed);
-			free(c);
+			c->next = posted;
+			posted = c;
 		} else {
 			c->next = waiting;
 			waiting = c;
@@ -94,12 +98,17 @@ run_batch(struct batch *b, struct request **jobs, size_t n, struct call *calls)
 	if (waiting != NULL) {
 		pthread_mutex_lock(&b->mu);
 		for (c = waiting; c != NULL; c = next) {
-			next = c->next;		/* its waiter returns once done is set */
+			next = c->next;
 			c->committed = committed;
 			c->done = true;
 		}
 		pthread_cond_broadcast(&b->done_cv);
 		pthread_mutex_unlock(&b->mu);
+	}
+	for (c = posted; c != NULL; c = next) {
+		next = c->next;
+		c->after(c->arg, committed);
+		free(c);
 	}
 }
 
@@ -174,7 +183,7 @@ batch_submit(struct batch *b, struct request *req, struct reply *reply)
 		/* Shutting down: no batch thread to wait for. */
 		pthread_mutex_unlock(&b->mu);
 		b->ops.run(b->ops.arg, req, reply);
-		server_resume(req);
+		b->ops.resume(req);
 		return;
 	}
 	if (b->tail != NULL)

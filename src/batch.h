@@ -20,6 +20,8 @@ struct batch_ops {
 	void	(*run)(void *arg, struct request *req, struct reply *reply);
 	/* The batch did not commit: turn the reply into a retryable failure. */
 	void	(*fail)(void *arg, struct request *req, struct reply *reply);
+	/* The reply is decided and committed: let the listener send it. */
+	void	(*resume)(struct request *req);
 	void	*arg;
 };
 
@@ -28,7 +30,7 @@ __attribute__((warn_unused_result))
 int	batch_start(struct store *store, const struct batch_ops *ops, struct batch **out);
 /*
  * Queue a request its listener has suspended (server_suspend); the batch
- * resumes it (server_resume) once its reply is decided and committed.
+ * calls ops->resume once its reply is decided and committed.
  */
 void	batch_submit(struct batch *b, struct request *req, struct reply *reply);
 /*

@@ -51,7 +51,13 @@
 
 /* Outbox: delivery outside the webhook threads. */
 #define OUTBOX_WORKERS                2u        /* concurrent API calls */
-#define OUTBOX_BATCH                  32u       /* messages leased per round, at most */
+/*
+ * Messages leased per round: OUTBOX_BATCH_MIN, doubling while each round
+ * comes back full (a backlog) up to OUTBOX_BATCH, so a short burst spreads
+ * over the workers and a deep queue costs few store round trips.
+ */
+#define OUTBOX_BATCH_MIN              4u
+#define OUTBOX_BATCH                  32u
 #define OUTBOX_POLL_MS                250       /* idle poll; enqueue also wakes workers */
 /* Seconds a round holds its rows: four calls that time out, then the rest go back. */
 #define OUTBOX_LEASE                  (4 * API_TOTAL_TIMEOUT + 15)
@@ -106,8 +112,11 @@
 /* Idempotency: a webhook's record outlives Twilio's retries and any replay window. */
 #define IDEMPOTENCY_KEEP              (30 * 24 * 3600)  /* seconds */
 /* A claim still "running" after this long belongs to a crashed process: take it over. */
-/* Webhooks run in one store transaction at most (batch.c): bounds how long
- * other writers wait for the write lock. */
+#define CLAIM_STALE_AFTER             60        /* seconds */
+/*
+ * Webhooks run in one store transaction at most (batch.c): bounds how long
+ * other writers wait for the write lock.
+ */
 #define BATCH_MAX                     64u
 /*
  * Nice added to the public listener's threads: on a saturated core the batch
@@ -117,7 +126,6 @@
  * 1.00x; the reset route's throughput did not move).
  */
 #define LISTENER_NICE                 5
-#define CLAIM_STALE_AFTER             60        /* seconds */
 #define PURGE_INTERVAL                3600      /* seconds between store purges */
 
 #endif

@@ -29,6 +29,7 @@
 _Static_assert(OUTBOX_LEASE >= API_TOTAL_TIMEOUT + SEND_MARGIN + 2,
     "a lease must cover at least one whole API call");
 /* Twilio's ValidityPeriod accepts 1..14400 seconds (36000 on newer accounts). */
+_Static_assert(OUTBOX_BATCH_MIN >= 1 && OUTBOX_BATCH_MIN <= OUTBOX_BATCH, "lease sizes");
 _Static_assert(MAX_PIN_TTL <= 14400, "ValidityPeriod would exceed Twilio's range");
 
 struct outbox;
@@ -114,7 +115,7 @@ stopping(struct outbox *ob, unsigned long *seen)
  * outbox's commits then ride along with the webhooks' instead of emptying
  * the batch connection's page cache each time (batch.h).
  */
-struct store_op {
+struct write_op {
 	enum { OP_LEASE, OP_SENT, OP_RETRY, OP_GIVE_UP } kind;
 	struct store		*store;
 	int64_t			 id, now, next;
@@ -123,19 +124,19 @@ struct store_op {
 	int			 error_code;
 	bool			 expired;
 	struct store_outbox_msg	*msgs;
-	size_t			 n;
+	size_t			 max, n;
 	int			 rc;
 };
 
 static void
-store_op_run(void *arg)
+write_run(void *arg)
 {
-	struct store_op *op = arg;
+	struct write_op *op = arg;
 
 	switch (op->kind) {
 	case OP_LEASE:
 		op->rc = store_outbox_lease(op->store, op->now, OUTBOX_LEASE, op->msgs,
-		    OUTBOX_BATCH, &op->n);
+		    op->max, &op->n);
 		break;
 	case OP_SENT:
 		op->rc = store_outbox_sent(op->store, op->id, op->sid, op->now);
@@ -154,13 +155,13 @@ store_op_run(void *arg)
 
 /* 0 once the write is committed; -1 after the store logged why. */
 static int
-store_op(struct outbox *ob, struct store_op *op)
+write_exec(struct outbox *ob, struct write_op *op)
 {
 	op->store = ob->store;
 	op->rc = -1;
 	if (ob->cfg.batch == NULL)
-		store_op_run(op);
-	else if (batch_call(ob->cfg.batch, store_op_run, op) == -1) {
+		write_run(op);
+	else if (batch_call(ob->cfg.batch, write_run, op) == -1) {
 		/* Leased, but the batch rolled back: nothing is leased after all. */
 		if (op->kind == OP_LEASE && op->rc == 0)
 			while (op->n > 0)
@@ -171,23 +172,23 @@ store_op(struct outbox *ob, struct store_op *op)
 }
 
 static int
-outbox_retry(struct outbox *ob, int64_t id, int64_t next, long http_status,
+write_retry(struct outbox *ob, int64_t id, int64_t next, long http_status,
     int error_code)
 {
-	struct store_op op = { .kind = OP_RETRY, .id = id, .next = next,
+	struct write_op op = { .kind = OP_RETRY, .id = id, .next = next,
 	    .http_status = http_status, .error_code = error_code };
 
-	return store_op(ob, &op);
+	return write_exec(ob, &op);
 }
 
 static int
-outbox_give_up(struct outbox *ob, int64_t id, bool expired, long http_status,
+write_give_up(struct outbox *ob, int64_t id, bool expired, long http_status,
     int error_code, int64_t now)
 {
-	struct store_op op = { .kind = OP_GIVE_UP, .id = id, .expired = expired,
+	struct write_op op = { .kind = OP_GIVE_UP, .id = id, .expired = expired,
 	    .http_status = http_status, .error_code = error_code, .now = now };
 
-	return store_op(ob, &op);
+	return write_exec(ob, &op);
 }
 
 static void
@@ -201,55 +202,65 @@ store_failed(struct outbox *ob, const char *what)
 /* A "sent" on its way to the store: what its log line needs, and the write. */
 struct sent_note {
 	struct outbox	*ob;
-	struct store_op	 op;
+	struct write_op	 op;
+	unsigned	 tries;
 	char		 sid[sizeof(((struct twilio_result *)NULL)->sid)];
 	char		 masked[PHONE_MASK_MAX];
 	unsigned	 attempts;
 	long		 http_status;
 };
 
-/*
- * Record sent: on the batch thread with its next commit, or here. A store
- * error is retried a few times; past that the message is sent again once
- * its lease runs out.
- */
-static void
-sent_finish(struct sent_note *note, bool committed)
-{
-	struct outbox	*ob = note->ob;
-	struct store_op	*op = &note->op;
-	const char	*sid = note->sid[0] != '\0' ? note->sid : "-";
-
-	/* No pause between tries: each already waited out the store's busy timeout. */
-	for (int i = 1; (!committed || op->rc == -1) && i < SENT_TRIES; i++) {
-		metrics_inc(ob->metrics, METRIC_STORE_ERRORS);
-		store_op_run(op);	/* on this thread, in a transaction of its own */
-		committed = true;
-	}
-	if (committed && op->rc == 0)
-		log_info("outbox: message %lld to %s: sent (attempt %u), http %ld, sid %s",
-		    (long long)op->id, note->masked, note->attempts, note->http_status, sid);
-	else {
-		metrics_inc(ob->metrics, METRIC_STORE_ERRORS);
-		log_error("outbox: message %lld to %s: Twilio accepted it (sid %s) but the"
-		    " store did not record it: it will be sent again when its lease runs out",
-		    (long long)op->id, note->masked, sid);
-	}
-}
+static void	sent_post(struct sent_note *note);
 
 static void
 sent_run(void *arg)
 {
 	struct sent_note *note = arg;
 
-	store_op_run(&note->op);
+	write_run(&note->op);
 }
 
+/*
+ * The record's batch is over. A store error sends it to the next batch, a
+ * few times, never retried here: this runs on the batch thread, which every
+ * webhook waits for. Past that the message is sent again once its lease
+ * runs out.
+ */
 static void
 sent_after(void *arg, bool committed)
 {
-	sent_finish(arg, committed);
-	free(arg);
+	struct sent_note	*note = arg;
+	struct write_op		*op = &note->op;
+	const char		*sid = note->sid[0] != '\0' ? note->sid : "-";
+
+	if (committed && op->rc == 0)
+		log_info("outbox: message %lld to %s: sent (attempt %u), http %ld, sid %s",
+		    (long long)op->id, note->masked, note->attempts, note->http_status, sid);
+	else {
+		metrics_inc(note->ob->metrics, METRIC_STORE_ERRORS);
+		if (note->tries < SENT_TRIES) {
+			sent_post(note);
+			return;
+		}
+		log_error("outbox: message %lld to %s: Twilio accepted it (sid %s) but the"
+		    " store did not record it: it will be sent again when its lease runs out",
+		    (long long)op->id, note->masked, sid);
+	}
+	free(note);
+}
+
+/* Into the next batch without waiting for it, or here when there is none. */
+static void
+sent_post(struct sent_note *note)
+{
+	struct batch *b = note->ob->cfg.batch;
+
+	note->tries++;
+	note->op.rc = -1;
+	if (b != NULL && batch_post(b, sent_run, sent_after, note) == 0)
+		return;
+	sent_run(note);
+	sent_after(note, true);
 }
 
 /*
@@ -275,13 +286,9 @@ record_sent(struct outbox *ob, const struct store_outbox_msg *m,
 	snprintf(note->masked, sizeof(note->masked), "%s", masked);
 	note->attempts = m->attempts;
 	note->http_status = res->http_status;
-	note->op = (struct store_op){ .kind = OP_SENT, .store = ob->store, .id = m->id,
-	    .sid = note->sid, .now = (int64_t)time(NULL), .rc = -1 };
-	if (ob->cfg.batch != NULL &&
-	    batch_post(ob->cfg.batch, sent_run, sent_after, note) == 0)
-		return;
-	sent_run(note);
-	sent_after(note, true);
+	note->op = (struct write_op){ .kind = OP_SENT, .store = ob->store, .id = m->id,
+	    .sid = note->sid, .now = (int64_t)time(NULL) };
+	sent_post(note);
 }
 
 static void
@@ -304,7 +311,7 @@ record_retry(struct outbox *ob, const struct store_outbox_msg *m,
 		log_info("outbox: message %lld to %s: http %ld, code %d (attempt %u); retry in %llds",
 		    (long long)m->id, masked, res->http_status, res->error_code, m->attempts,
 		    (long long)(next - now));
-	if (outbox_retry(ob, m->id, next, res->http_status, res->error_code) == -1)
+	if (write_retry(ob, m->id, next, res->http_status, res->error_code) == -1)
 		store_failed(ob, "scheduling a retry");
 }
 
@@ -316,7 +323,7 @@ record_failed(struct outbox *ob, const struct store_outbox_msg *m,
 	/* Not res->detail: Twilio's message text may quote the whole number. */
 	log_warnx("outbox: message %lld to %s: failed (attempt %u), http %ld, code %d",
 	    (long long)m->id, masked, m->attempts, res->http_status, res->error_code);
-	if (outbox_give_up(ob, m->id, false, res->http_status, res->error_code,
+	if (write_give_up(ob, m->id, false, res->http_status, res->error_code,
 	    now) == -1)
 		store_failed(ob, "recording a failure");
 }
@@ -377,10 +384,10 @@ deliver(struct worker *w, struct store_outbox_msg *msgs, size_t n, int64_t lease
 			metrics_inc(ob->metrics, METRIC_SMS_EXPIRED);
 			log_info("outbox: message %lld to %s: expired unsent (attempt %u)",
 			    (long long)m->id, masked, m->attempts);
-			if (outbox_give_up(ob, m->id, true, 0, 0, now) == -1)
+			if (write_give_up(ob, m->id, true, 0, 0, now) == -1)
 				store_failed(ob, "expiring a message");
 		} else if (hand_back) {
-			if (outbox_retry(ob, m->id, now, 0, 0) == -1)
+			if (write_retry(ob, m->id, now, 0, 0) == -1)
 				store_failed(ob, "returning a leased message");
 		} else
 			send_one(w, m, now, masked);
@@ -394,22 +401,28 @@ worker_main(void *arg)
 	struct worker		*w = arg;
 	struct outbox		*ob = w->ob;
 	struct store_outbox_msg	 msgs[OUTBOX_BATCH];
-	struct store_op		 op;
+	struct write_op		 op;
 	unsigned long		 seen;
-	size_t			 n;
+	size_t			 n, want = OUTBOX_BATCH_MIN;
 	int64_t			 now;
 
 	while (!stopping(ob, &seen)) {
 		memset(msgs, 0, sizeof(msgs));
 		now = (int64_t)time(NULL);
-		op = (struct store_op){ .kind = OP_LEASE, .now = now, .msgs = msgs };
+		op = (struct write_op){ .kind = OP_LEASE, .now = now, .msgs = msgs,
+		    .max = want };
 		/* On failure nothing is left filled. */
-		if (store_op(ob, &op) == -1) {
+		if (write_exec(ob, &op) == -1) {
 			store_failed(ob, "leasing messages");
 			(void)wait_ms(ob, seen, false, STORE_PAUSE_MS);
 			continue;
 		}
-		n = op.n < OUTBOX_BATCH ? op.n : OUTBOX_BATCH;
+		n = op.n < want ? op.n : want;
+		/* Full: a backlog, so lease more next round; else back to the minimum. */
+		if (n < want)
+			want = OUTBOX_BATCH_MIN;
+		else if (want < OUTBOX_BATCH)
+			want = want * 2 < OUTBOX_BATCH ? want * 2 : OUTBOX_BATCH;
 		if (n == 0) {
 			(void)wait_ms(ob, seen, true, OUTBOX_POLL_MS);
 			continue;
@@ -455,6 +468,7 @@ outbox_start(const struct outbox_config *cfg, struct store *store,
     struct metrics *metrics, struct outbox **out)
 {
 	struct outbox	*ob;
+	char		 msg[512];
 	unsigned	 i;
 	int		 err;
 
@@ -488,8 +502,8 @@ outbox_start(const struct outbox_config *cfg, struct store *store,
 		struct worker	*w = &ob->workers[i];
 
 		w->ob = ob;
-		if (twilio_api_new(cfg->api, &w->api) == -1) {
-			log_error("outbox: cannot set up the Twilio API client");
+		if (twilio_api_new(cfg->api, &w->api, msg, sizeof(msg)) == -1) {
+			log_error("outbox: cannot set up the Twilio API client: %s", msg);
 			goto fail;
 		}
 		if ((err = pthread_create(&w->thread, NULL, worker_main, w)) != 0) {

@@ -157,7 +157,8 @@ inherited_fd(int index)
 static int
 start_batch(struct daemon_state *st)
 {
-	const struct batch_ops ops = { pipeline_batch_run, pipeline_batch_fail, &st->app };
+	const struct batch_ops ops = { pipeline_batch_run, pipeline_batch_fail, server_resume,
+		&st->app };
 
 	return batch_start(st->app.store, &ops, &st->app.batch);
 }

@@ -63,9 +63,9 @@ static const struct {
 	[ST_BEGIN] = { "begin", "BEGIN IMMEDIATE" },
 	[ST_COMMIT] = { "commit", "COMMIT" },
 	[ST_ROLLBACK] = { "rollback", "ROLLBACK" },
-	[ST_SAVEPOINT] = { "begin", "SAVEPOINT job" },
-	[ST_RELEASE] = { "commit", "RELEASE job" },
-	[ST_ROLLBACK_TO] = { "rollback", "ROLLBACK TO job" },
+	[ST_SAVEPOINT] = { "job begin", "SAVEPOINT job" },
+	[ST_RELEASE] = { "job commit", "RELEASE job" },
+	[ST_ROLLBACK_TO] = { "job rollback", "ROLLBACK TO job" },
 	[ST_PING] = { "ping", "SELECT 1 FROM sqlite_schema LIMIT 1" },
 	[ST_USER_PUT] = { "user add", "INSERT INTO users (phone, user_id)"
 	    " VALUES (?1, ?2) ON CONFLICT (phone)"
@@ -345,6 +345,15 @@ sq_step(struct conn *c, enum st id)
 {
 	sqlite3_stmt	*st = c->stmt[id];
 
+	/*
+	 * SQLite ended the batch's transaction itself (after an I/O error, say):
+	 * a statement now would run, and commit, on its own.
+	 */
+	if (c->batch && sqlite3_get_autocommit(c->db)) {
+		c->batch_failed = true;
+		log_error("store: %s: the batch's transaction is gone", stmts[id].name);
+		return -1;
+	}
 	if (!c->gated && sqlite3_get_autocommit(c->db) && !sqlite3_stmt_readonly(st)) {
 		if (sq_gate_lock(&c->store->gate, STORE_BUSY_TIMEOUT_MS) == -1) {
 			log_error("store: %s: another thread held the write lock"
@@ -423,6 +432,7 @@ sq_begin(struct conn *c)
 	c->claim[0] = '\0';	/* store_claim sets it once its transaction is open */
 	if (c->batch) {
 		if (c->job || sqlite3_get_autocommit(c->db)) {
+			c->batch_failed |= !c->job;
 			log_error("store: begin: the batch's transaction is %s",
 			    c->job ? "busy with another job" : "gone");
 			return -1;
@@ -468,11 +478,14 @@ sq_rollback(struct conn *c)
 {
 	c->claim[0] = '\0';
 	if (c->batch) {
-		/* Undo this job only; the batch's other jobs stand. */
-		if (c->job && !sqlite3_get_autocommit(c->db) &&
-		    sq_exec(c, ST_ROLLBACK_TO, "") == 0 &&
-		    sq_exec(c, ST_RELEASE, "") == -1)
-			log_error("store: a job's savepoint could not be released");
+		/*
+		 * Undo this job only; the batch's other jobs stand. When the undo
+		 * fails, the job's writes would be committed with them: the whole
+		 * batch fails instead.
+		 */
+		if (c->job && (sqlite3_get_autocommit(c->db) ||
+		    sq_exec(c, ST_ROLLBACK_TO, "") == -1 || sq_exec(c, ST_RELEASE, "") == -1))
+			c->batch_failed = true;
 		c->job = false;
 		return;
 	}
@@ -510,12 +523,14 @@ store_batch_begin(struct store *s)
 	 * instead of 2 made the batch thread ~20% cheaper per webhook in
 	 * bench/run (fewer preads), for 6.5 MiB more peak RSS.
 	 */
-	if (!c->batch_cache && sqlite3_exec(c->db, "PRAGMA cache_size = -8192", NULL, NULL, NULL) == SQLITE_OK)
+	if (!c->batch_cache && sqlite3_exec(c->db, "PRAGMA cache_size = -8192",
+	    NULL, NULL, NULL) == SQLITE_OK)
 		c->batch_cache = true;
 	if (sq_begin(c) == -1)
 		return -1;
 	c->batch = true;
 	c->job = false;
+	c->batch_failed = false;
 	return 0;
 }
 
@@ -535,6 +550,12 @@ store_batch_end(struct store *s)
 	if (sqlite3_get_autocommit(c->db)) {
 		log_error("store: batch: the transaction was rolled back");
 		gate_leave(c);
+		return -1;
+	}
+	if (c->batch_failed) {
+		log_error("store: batch: a webhook's work could not be undone alone;"
+		    " the whole batch is rolled back");
+		sq_rollback(c);
 		return -1;
 	}
 	if (sq_commit(c) == -1) {

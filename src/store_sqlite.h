@@ -101,6 +101,7 @@ struct conn {
 	int		 gated_stmt;	/* for this statement only (enum st), or -1 */
 	bool		 batch;		/* inside store_batch_begin .. store_batch_end */
 	bool		 job;		/* in a batch: a job's savepoint is open */
+	bool		 batch_failed;	/* its transaction ended, or a job's undo failed */
 	bool		 batch_cache;	/* the batch connection's larger cache is set */
 	/* The fresh NEW claim ("route\nkey") the open transaction is for, or "". */
 	char		 claim[SQ_CLAIM_SIZE];

@@ -169,14 +169,13 @@ set_https_only(CURL *c)
 	return 0;
 }
 
-/* Options that hold for every call made with this handle. */
-/* Append the file at path to fd, then a newline; 0 or -1. */
+/* Append the file at path to fd, then a newline; 0, or -1 with errno set. */
 static int
 append_file(int fd, const char *path)
 {
 	char	buf[8192];
 	ssize_t	n;
-	int	in, rc = -1;
+	int	in, saved, rc = -1;
 
 	if ((in = open(path, O_RDONLY | O_CLOEXEC)) == -1)
 		return -1;
@@ -185,7 +184,9 @@ append_file(int fd, const char *path)
 			goto done;
 	rc = n == 0 && write(fd, "\n", 1) == 1 ? 0 : -1;
 done:
+	saved = errno;
 	close(in);
+	errno = saved;
 	return rc;
 }
 
@@ -198,7 +199,7 @@ done:
  * worker in bench/run. Without a bundle, the directory as before.
  */
 static int
-set_ca(struct twilio_api *api)
+set_ca(struct twilio_api *api, char *err, size_t errsz)
 {
 	const char	*extra = api->cfg->ca_file;
 	CURL		*c = api->curl;
@@ -215,10 +216,16 @@ set_ca(struct twilio_api *api)
 		bad |= curl_easy_setopt(c, CURLOPT_CAPATH, NULL) != CURLE_OK;
 		return bad ? -1 : 0;
 	}
-	if ((api->ca_fd = memfd_create("twhookd-ca", MFD_CLOEXEC)) == -1 ||
-	    append_file(api->ca_fd, TWILIO_API_SYSTEM_CABUNDLE) == -1 ||
-	    append_file(api->ca_fd, extra) == -1)
+	if ((api->ca_fd = memfd_create("twhookd-ca", MFD_CLOEXEC)) == -1) {
+		snprintf(err, errsz, "CA file: memfd_create: %s", strerror(errno));
 		return -1;
+	}
+	if (append_file(api->ca_fd, TWILIO_API_SYSTEM_CABUNDLE) == -1 ||
+	    append_file(api->ca_fd, extra) == -1) {
+		snprintf(err, errsz, "CA file: reading %s or %s: %s",
+		    TWILIO_API_SYSTEM_CABUNDLE, extra, strerror(errno));
+		return -1;
+	}
 	/* Read again at each new connection, so it stays open with the handle. */
 	snprintf(api->ca_path, sizeof(api->ca_path), "/proc/self/fd/%d", api->ca_fd);
 	bad |= curl_easy_setopt(c, CURLOPT_CAINFO, api->ca_path) != CURLE_OK;
@@ -226,6 +233,7 @@ set_ca(struct twilio_api *api)
 	return bad ? -1 : 0;
 }
 
+/* Options that hold for every call made with this handle. */
 static int
 setup_handle(struct twilio_api *api)
 {
@@ -239,7 +247,6 @@ setup_handle(struct twilio_api *api)
 	bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
-	bad |= set_ca(api) == -1;
 	bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, API_CONNECT_TIMEOUT) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT, API_TOTAL_TIMEOUT) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) != CURLE_OK;
@@ -280,15 +287,19 @@ make_url(CURL *c, const struct twilio_api_config *cfg)
 }
 
 int
-twilio_api_new(const struct twilio_api_config *cfg, struct twilio_api **out)
+twilio_api_new(const struct twilio_api_config *cfg, struct twilio_api **out,
+    char *err, size_t errsz)
 {
 	struct twilio_api	*api;
 	struct curl_slist	*h;
 
 	*out = NULL;
+	snprintf(err, errsz, "out of memory, or libcurl refused an option");
 	if (cfg->base_url == NULL || cfg->account_sid == NULL || cfg->username == NULL ||
-	    cfg->password == NULL)
+	    cfg->password == NULL) {
+		snprintf(err, errsz, "incomplete configuration");
 		return -1;
+	}
 	if ((api = calloc(1, sizeof(*api))) == NULL)
 		return -1;
 	api->cfg = cfg;
@@ -305,7 +316,8 @@ twilio_api_new(const struct twilio_api_config *cfg, struct twilio_api **out)
 	if ((h = curl_slist_append(api->headers, "Expect:")) == NULL)
 		goto fail;
 	api->headers = h;
-	if ((api->url = make_url(api->curl, cfg)) == NULL || setup_handle(api) == -1)
+	if ((api->url = make_url(api->curl, cfg)) == NULL || setup_handle(api) == -1 ||
+	    set_ca(api, err, errsz) == -1)
 		goto fail;
 	*out = api;
 	return 0;

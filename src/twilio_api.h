@@ -49,9 +49,10 @@ __attribute__((warn_unused_result))
 int	twilio_api_global_init(void);
 void	twilio_api_global_cleanup(void);
 
-/* The config strings must outlive the handle. 0 or -1. */
+/* The config strings must outlive the handle. 0, or -1 with the reason in err. */
 __attribute__((warn_unused_result))
-int	twilio_api_new(const struct twilio_api_config *cfg, struct twilio_api **out);
+int	twilio_api_new(const struct twilio_api_config *cfg, struct twilio_api **out,
+	    char *err, size_t errsz);
 void	twilio_api_free(struct twilio_api *api);
 
 /* POST {base}/2010-04-01/Accounts/{sid}/Messages.json. Always fills res. */
