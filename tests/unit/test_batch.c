@@ -12,7 +12,6 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,13 +21,14 @@
 #include <sqlite3.h>
 
 #include "batch.h"
+#include "scratch_store.h"
 
 #define ROUTE	"/sms/reset"
 #define NREQ	5
 
 struct fx {
-	char		 dir[64];
-	char		 db[128];
+	struct scratch_store	 ss;
+	const char	*db;		/* ss.db */
 	struct store	*s;
 	struct batch	*b;
 	pthread_mutex_t	 mu;
@@ -119,18 +119,12 @@ setup(void **state)
 {
 	struct fx		*f = calloc(1, sizeof(*f));
 	struct batch_ops	 ops = { op_run, op_fail, resume_record, NULL };
-	char			 err[256];
 
 	if (f == NULL)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_batch.XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (scratch_store_open(&f->ss, "test_batch", &f->s) == -1)
 		return -1;
-	snprintf(f->db, sizeof(f->db), "%s/twhookd.db", f->dir);
-	if (store_open(f->db, &f->s, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s\n", err);
-		return -1;
-	}
+	f->db = f->ss.db;
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	for (size_t i = 0; i < NREQ; i++)
@@ -148,21 +142,10 @@ static int
 teardown(void **state)
 {
 	struct fx	*f = *state;
-	DIR		*dp;
-	struct dirent	*e;
-	char		 p[512];
 
 	batch_free(f->b);
 	store_close(f->s);
-	if ((dp = opendir(f->dir)) != NULL) {
-		while ((e = readdir(dp)) != NULL) {
-			snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
-			if (e->d_name[0] != '.')
-				unlink(p);
-		}
-		closedir(dp);
-	}
-	rmdir(f->dir);
+	scratch_store_remove(&f->ss);
 	pthread_cond_destroy(&f->cv);
 	pthread_mutex_destroy(&f->mu);
 	free(f);

@@ -26,6 +26,7 @@
 
 #include <sqlite3.h>
 
+#include "scratch_store.h"
 #include "store.h"
 
 #define ROUTE	"/sms/reset"
@@ -33,8 +34,8 @@
 #define T0	((int64_t)1700000000)
 
 struct fx {
-	char		 dir[64];
-	char		 db[128];
+	struct scratch_store	 ss;
+	const char	*db;		/* ss.db */
 	struct store	*s;
 	unsigned	 queued;	/* messages enqueue() made */
 };
@@ -43,18 +44,12 @@ static int
 setup(void **state)
 {
 	struct fx	*f = calloc(1, sizeof(*f));
-	char		 err[256];
 
 	if (f == NULL)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (scratch_store_open(&f->ss, "test_store", &f->s) == -1)
 		return -1;
-	snprintf(f->db, sizeof(f->db), "%s/twhookd.db", f->dir);
-	if (store_open(f->db, &f->s, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s\n", err);
-		return -1;
-	}
+	f->db = f->ss.db;
 	*state = f;
 	return 0;
 }
@@ -63,20 +58,9 @@ static int
 teardown(void **state)
 {
 	struct fx	*f = *state;
-	DIR		*dp;
-	struct dirent	*e;
-	char		 p[512];
 
 	store_close(f->s);
-	if ((dp = opendir(f->dir)) != NULL) {
-		while ((e = readdir(dp)) != NULL) {
-			snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
-			if (e->d_name[0] != '.')
-				unlink(p);
-		}
-		closedir(dp);
-	}
-	rmdir(f->dir);
+	scratch_store_remove(&f->ss);
 	free(f);
 	return 0;
 }
@@ -956,7 +940,7 @@ test_migrate_v1(void **state)
 	char			 path[160], err[256], out[256];
 
 	check_v3_schema(f->db);
-	snprintf(path, sizeof(path), "%s/v1.db", f->dir);
+	snprintf(path, sizeof(path), "%s/v1.db", f->ss.dir);
 	old_database(path, v1_database, NULL);
 
 	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
@@ -993,7 +977,7 @@ test_migrate_v2(void **state)
 	int			 by;
 	const struct store_limit lim = { "reset:+15550000001", 3, 3600 };
 
-	snprintf(path, sizeof(path), "%s/v2.db", f->dir);
+	snprintf(path, sizeof(path), "%s/v2.db", f->ss.dir);
 	old_database(path, v1_database, v2_additions);
 	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
 	check_v3_schema(path);
