@@ -24,36 +24,18 @@ import multiprocessing
 import os
 import random
 import sys
+from pathlib import Path
 from urllib.parse import urlencode
 
 from twilio.request_validator import RequestValidator
 
-SERVICE = "+15557654321"  # the service's own number (To)
+# The webhook's shape is the integration tests' own: one definition of it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+from harness import twilio_params  # noqa: E402
 
 
-def params(account_sid, sid, from_, body="RESET"):
-    """The form parameters Twilio posts for an incoming SMS."""
-    return {
-        "ToCountry": "US",
-        "ToState": "CA",
-        "SmsMessageSid": sid,
-        "NumMedia": "0",
-        "ToCity": "SAN FRANCISCO",
-        "FromZip": "94105",
-        "SmsSid": sid,
-        "FromState": "CA",
-        "SmsStatus": "received",
-        "FromCity": "SAN FRANCISCO",
-        "Body": body,
-        "FromCountry": "US",
-        "To": SERVICE,
-        "ToZip": "94105",
-        "NumSegments": "1",
-        "MessageSid": sid,
-        "AccountSid": account_sid,
-        "From": from_,
-        "ApiVersion": "2010-04-01",
-    }
+def params(account_sid, sid, from_, body):
+    return twilio_params(account_sid, from_, body=body, message_sid=sid)
 
 
 _ctx = {}

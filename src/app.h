@@ -46,7 +46,7 @@ struct app {
 	size_t			 route_count;
 	struct metrics		 metrics;
 	struct outbox		*outbox;	/* NULL when the PIN flow is off */
-	struct batch		*batch;		/* group commit; NULL: webhooks run inline */
+	struct batch		*batch;		/* group commit: every signed webhook runs there */
 	atomic_bool		 draining;	/* /readyz answers 503 */
 };
 

@@ -46,7 +46,7 @@ struct config_key {
 	unsigned long long min, max;	/* numbers, rate counts: bounds; strings: max bytes */
 	unsigned long long def;		/* numeric default; KT_RATE: count per DEFAULT_LIMIT_WINDOW */
 	const char	*defstr;	/* string default; NULL = unset */
-	const char	*literal;	/* KT_STRING: placeholder a template must contain;
+	const char	*literal;	/* KT_STRING: the "{field}" a template must contain;
 					   KT_SID: the SID's prefix ("AC", "MG", "SK") */
 };
 

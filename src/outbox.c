@@ -159,9 +159,7 @@ write_exec(struct outbox *ob, struct write_op *op)
 {
 	op->store = ob->store;
 	op->rc = -1;
-	if (ob->cfg.batch == NULL)
-		write_run(op);
-	else if (batch_call(ob->cfg.batch, write_run, op) == -1) {
+	if (batch_call(ob->cfg.batch, write_run, op) == -1) {
 		/* Leased, but the batch rolled back: nothing is leased after all. */
 		if (op->kind == OP_LEASE && op->rc == 0)
 			while (op->n > 0)
@@ -249,15 +247,13 @@ sent_after(void *arg, bool committed)
 	free(note);
 }
 
-/* Into the next batch without waiting for it, or here when there is none. */
+/* Into the next batch without waiting for it; here when memory is short. */
 static void
 sent_post(struct sent_note *note)
 {
-	struct batch *b = note->ob->cfg.batch;
-
 	note->tries++;
 	note->op.rc = -1;
-	if (b != NULL && batch_post(b, sent_run, sent_after, note) == 0)
+	if (batch_post(note->ob->cfg.batch, sent_run, sent_after, note) == 0)
 		return;
 	sent_run(note);
 	sent_after(note, true);
@@ -473,6 +469,10 @@ outbox_start(const struct outbox_config *cfg, struct store *store,
 	int		 err;
 
 	*out = NULL;
+	if (cfg->batch == NULL) {
+		log_error("outbox: no batch to write through");
+		return -1;
+	}
 	if (cfg->workers == 0 || cfg->workers > MAX_THREADS) {
 		log_error("outbox: %u workers: want 1 to %u", cfg->workers, MAX_THREADS);
 		return -1;

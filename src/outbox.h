@@ -20,7 +20,7 @@ struct outbox_config {
 	const struct twilio_api_config	*api;
 	const char			*status_callback;	/* URL, or NULL */
 	unsigned			 workers;
-	/* The workers' store writes run in its batches; NULL: on their own connections. */
+	/* The workers' store writes run in its batches (required). */
 	struct batch			*batch;
 };
 

@@ -405,20 +405,6 @@ run_once(struct app *app, struct request *req, struct reply *reply)
 	return v;
 }
 
-/* The last step, on the batch thread: run and answer. */
-static void
-answer(struct app *app, struct request *req, struct reply *reply)
-{
-	enum verdict v;
-
-	if ((v = run_once(app, req, reply)) != V_OK) {
-		decide(req, reply, v, req->reason);
-		return;
-	}
-	reply->status = 200;
-	reply->content_type = "text/xml; charset=utf-8";
-}
-
 void
 pipeline_finish(void *arg, struct request *req, struct reply *reply)
 {
@@ -443,19 +429,23 @@ pipeline_finish(void *arg, struct request *req, struct reply *reply)
 		decide(req, reply, v, req->reason);
 		return;
 	}
-	if (app->batch != NULL) {
-		/* Suspended first: the batch may answer before submit returns. */
-		server_suspend(req);
-		batch_submit(app->batch, req, reply);
-		return;
-	}
-	answer(app, req, reply);
+	/* Suspended first: the batch may answer before submit returns. */
+	server_suspend(req);
+	batch_submit(app->batch, req, reply);
 }
 
+/* The last step, on the batch thread: run the handler once, and answer. */
 void
 pipeline_batch_run(void *arg, struct request *req, struct reply *reply)
 {
-	answer(arg, req, reply);
+	enum verdict v;
+
+	if ((v = run_once(arg, req, reply)) != V_OK) {
+		decide(req, reply, v, req->reason);
+		return;
+	}
+	reply->status = 200;
+	reply->content_type = "text/xml; charset=utf-8";
 }
 
 void

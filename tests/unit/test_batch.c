@@ -28,7 +28,6 @@
 
 struct fx {
 	struct scratch_store	 ss;
-	const char	*db;		/* ss.db */
 	struct store	*s;
 	struct batch	*b;
 	pthread_mutex_t	 mu;
@@ -48,7 +47,7 @@ committed_rows(const struct fx *f)
 	sqlite3_stmt	*st;
 	int		 n = -1;
 
-	assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_open_v2(f->ss.db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(h, "SELECT count(*) FROM webhooks", -1, &st,
 	    NULL), SQLITE_OK);
 	if (sqlite3_step(st) == SQLITE_ROW)
@@ -124,7 +123,6 @@ setup(void **state)
 		return -1;
 	if (scratch_store_open(&f->ss, "test_batch", &f->s) == -1)
 		return -1;
-	f->db = f->ss.db;
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	for (size_t i = 0; i < NREQ; i++)
@@ -242,7 +240,7 @@ test_batch_that_cannot_begin_fails_all(void **state)
 	sqlite3		*h;
 	int		 rc = -1;
 
-	assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_open_v2(f->ss.db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
 	for (size_t i = 0; i < 2; i++)
 		batch_submit(f->b, &f->reqs[i], &f->replies[i]);

@@ -35,7 +35,6 @@
 
 struct fx {
 	struct scratch_store	 ss;
-	const char	*db;		/* ss.db */
 	struct store	*s;
 	unsigned	 queued;	/* messages enqueue() made */
 };
@@ -49,7 +48,6 @@ setup(void **state)
 		return -1;
 	if (scratch_store_open(&f->ss, "test_store", &f->s) == -1)
 		return -1;
-	f->db = f->ss.db;
 	*state = f;
 	return 0;
 }
@@ -99,7 +97,7 @@ q(const char *db, const char *sql, char out[256])
 
 #define assert_sql(f, sql, want) do {					\
 	char	out_[256];						\
-	assert_string_equal(q((f)->db, (sql), out_), (want));		\
+	assert_string_equal(q((f)->ss.db, (sql), out_), (want));		\
 } while (0)
 
 /* A RUNNING record as a process that died mid-webhook leaves it: committed. */
@@ -113,7 +111,7 @@ running_row(const struct fx *f, const char *route, const char *key,
 	snprintf(sql, sizeof(sql), "INSERT INTO webhooks (route, key, state,"
 	    " started_at) VALUES ('%s', '%s', 1, %lld)", route, key,
 	    (long long)started_at);
-	assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READWRITE, NULL),
+	assert_int_equal(sqlite3_open_v2(f->ss.db, &h, SQLITE_OPEN_READWRITE, NULL),
 	    SQLITE_OK);
 	sqlite3_busy_timeout(h, 5000);
 	if (sqlite3_exec(h, sql, NULL, NULL, NULL) != SQLITE_OK)
@@ -128,7 +126,7 @@ write_locked(const struct fx *f)
 	sqlite3	*h;
 	int	 rc;
 
-	assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READWRITE, NULL),
+	assert_int_equal(sqlite3_open_v2(f->ss.db, &h, SQLITE_OPEN_READWRITE, NULL),
 	    SQLITE_OK);
 	rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
@@ -148,12 +146,12 @@ test_open_file_private_and_reopen(void **state)
 	bool		 found;
 	char		 err[256];
 
-	assert_int_equal(stat(f->db, &st), 0);
+	assert_int_equal(stat(f->ss.db, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_int_equal(store_ping(f->s), 0);
 	assert_int_equal(store_user_add(f->s, "+15550000001", "alice"), 0);
 	store_close(f->s);
-	assert_int_equal(store_open(f->db, &f->s, err, sizeof(err)), 0);
+	assert_int_equal(store_open(f->ss.db, &f->s, err, sizeof(err)), 0);
 	assert_int_equal(store_user_lookup(f->s, "+15550000001", &uid, &found), 0);
 	assert_true(found);
 	assert_string_equal(uid.data, "alice");
@@ -169,14 +167,14 @@ test_open_refuses_newer_schema(void **state)
 
 	store_close(f->s);
 	f->s = NULL;
-	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_open(f->ss.db, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL,
 	    NULL), SQLITE_OK);
 	sqlite3_close(db);
-	assert_int_equal(store_open(f->db, &f->s, err, sizeof(err)), -1);
+	assert_int_equal(store_open(f->ss.db, &f->s, err, sizeof(err)), -1);
 	assert_null(f->s);
 	assert_non_null(strstr(err, "schema version 99"));
-	assert_non_null(strstr(err, f->db));
+	assert_non_null(strstr(err, f->ss.db));
 }
 
 static void
@@ -744,7 +742,7 @@ test_concurrent_claims(void **state)
 	struct fx	*f = *state;
 	struct racer	 r[THREADS];
 	char		 key[16];
-	const int	 base = conns_on(f->db);
+	const int	 base = conns_on(f->ss.db);
 
 	/* This thread's connection and the checkpointer's. */
 	assert_int_equal(base, 2);
@@ -766,7 +764,7 @@ test_concurrent_claims(void **state)
 		assert_int_equal(fresh, 1);
 		assert_int_equal(done, THREADS - 1);
 		/* Each racer's connection closed when its thread exited. */
-		assert_int_equal(conns_on(f->db), base);
+		assert_int_equal(conns_on(f->ss.db), base);
 	}
 }
 
@@ -939,13 +937,13 @@ test_migrate_v1(void **state)
 	uint8_t			 h[STORE_HASH_BYTES];
 	char			 path[160], err[256], out[256];
 
-	check_v3_schema(f->db);
+	check_v3_schema(f->ss.db);
 	snprintf(path, sizeof(path), "%s/v1.db", f->ss.dir);
 	old_database(path, v1_database, NULL);
 
 	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
 	check_v3_schema(path);
-	assert_string_equal(schema_diff(f->db, path, out), "0");
+	assert_string_equal(schema_diff(f->ss.db, path, out), "0");
 	/* The old release's rows are all still there. */
 	check_lookups(s, (const struct lookup_case[]){ { "+15550000001", "alice" } }, 1);
 	claim(s, "SMold", T0 + 5, STORE_CLAIM_DONE, &c);
@@ -981,7 +979,7 @@ test_migrate_v2(void **state)
 	old_database(path, v1_database, v2_additions);
 	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
 	check_v3_schema(path);
-	assert_string_equal(schema_diff(f->db, path, out), "0");
+	assert_string_equal(schema_diff(f->ss.db, path, out), "0");
 	/* Every row came along: users, records, tokens, limits, PINs, outbox. */
 	check_lookups(s, (const struct lookup_case[]){ { "+15550000001", "alice" } }, 1);
 	claim(s, "SMold", T0 + 5, STORE_CLAIM_DONE, &c);
@@ -1048,7 +1046,7 @@ test_query_plans(void **state)
 	sqlite3_stmt	*st;
 	char		 sql[512];
 
-	assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READONLY, NULL),
+	assert_int_equal(sqlite3_open_v2(f->ss.db, &h, SQLITE_OPEN_READONLY, NULL),
 	    SQLITE_OK);
 	for (size_t i = 0; i < sizeof(query_plans) / sizeof(query_plans[0]); i++) {
 		bool found = false;
