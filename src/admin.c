@@ -142,21 +142,32 @@ redeem(struct app *app, struct request *req, struct reply *reply)
 {
 	json_t			*root = body_object(req);
 	json_t			*tok = json_object_get(root, "token");
-	uint8_t			 hash[SECRET_HASH_BYTES];
+	uint8_t			 hash[SECRET_HASH_BYTES], secret[SECRET_RESET_BYTES];
 	struct buf		 user = BUF_INIT;
-	enum store_redeem	 res;
+	enum store_redeem	 res = STORE_REDEEM_UNKNOWN;
+	int64_t			 id = 0;
+	const char		*text;
+	size_t			 len;
 
 	if (!json_is_string(tok) || json_string_length(tok) == 0 ||
 	    json_string_length(tok) > 256) {
 		answer_error(req, reply, 400, "bad_json", "expected {\"token\": \"...\"}");
 		goto done;
 	}
-	secret_hash(app->key, json_string_value(tok), json_string_length(tok), hash);
-	if (store_token_redeem(app->store, hash, (int64_t)time(NULL), &res, &user) == -1) {
+	text = json_string_value(tok);
+	len = json_string_length(tok);
+	if (secret_reset_token_parse(app->key, text, len, &id, secret))
+		secret_hash(app->key, (const char *)secret, sizeof(secret), hash);
+	else if (len == SECRET_LEGACY_TOKEN_LEN)
+		secret_hash(app->key, text, len, hash);		/* id 0: found by hash */
+	else
+		goto judged;	/* no token of ours has this shape */
+	if (store_token_redeem(app->store, id, hash, (int64_t)time(NULL), &res, &user) == -1) {
 		metrics_inc(&app->metrics, METRIC_STORE_ERRORS);
 		answer_error(req, reply, 503, "store_error", "store unavailable");
 		goto done;
 	}
+judged:
 	metrics_inc(&app->metrics, res == STORE_REDEEM_OK ? METRIC_REDEEM_OK : METRIC_REDEEM_REFUSED);
 	switch (res) {
 	case STORE_REDEEM_OK:
@@ -174,6 +185,7 @@ redeem(struct app *app, struct request *req, struct reply *reply)
 		break;
 	}
 done:
+	sodium_memzero(secret, sizeof(secret));
 	wipe_string(tok);
 	json_decref(root);
 	buf_free(&user);

@@ -1,8 +1,8 @@
 /*
  * SMS password reset: the sender's registered user gets a single-use link.
- * The token is derived from the server key and the MessageSid, so a retry of
- * the same webhook answers the same link without the token ever being stored:
- * the store keeps only its keyed hash. An unknown sender gets the configured
+ * The token is its record's id and a secret derived from the server key and
+ * the MessageSid, so a retry of the same webhook answers the same link
+ * without the token ever being stored: the store keeps only its keyed hash. An unknown sender gets the configured
  * unknown_reply through the same steps, so the answer says nothing about
  * which numbers are registered.
  */
@@ -50,13 +50,22 @@ render_unknown(const struct config *cfg, struct reply *reply)
 	return twiml_message(text, strlen(text), &reply->body);
 }
 
+/* The link again, for a retry: the secret derived anew, the id from the record. */
 static int
-render_token_reply(struct app *app, const struct request *req, struct reply *reply)
+render_token_reply(struct app *app, const struct request *req, int64_t id,
+    struct reply *reply)
 {
-	char	token[SECRET_TOKEN_LEN + 1];
+	char	token[SECRET_LEGACY_TOKEN_LEN + 1];
+	uint8_t	secret[SECRET_RESET_BYTES];
+	size_t	sid_len = strlen(req->message_sid);
 	int	rc;
 
-	secret_reset_token(app->key, req->message_sid, strlen(req->message_sid), token);
+	if (id > 0) {
+		secret_reset_secret(app->key, req->message_sid, sid_len, secret);
+		secret_reset_token(app->key, id, secret, token);
+		sodium_memzero(secret, sizeof(secret));
+	} else
+		secret_legacy_token(app->key, req->message_sid, sid_len, token);
 	rc = render_link(app->cfg, token, reply);
 	sodium_memzero(token, sizeof(token));
 	return rc;
@@ -67,11 +76,11 @@ reset_run(struct app *app, struct request *req, struct reply *reply)
 {
 	const struct form_pair	*from = form_find(&req->form, "From");
 	struct buf		 user = BUF_INIT;
-	uint8_t			 hash[SECRET_HASH_BYTES];
+	uint8_t			 hash[SECRET_HASH_BYTES], secret[SECRET_RESET_BYTES];
 	char			 token[SECRET_TOKEN_LEN + 1], key[HANDLER_LIMIT_KEY_MAX];
 	bool			 found = false, issued;
 	int			 limited_by = -1;
-	int64_t			 now = (int64_t)time(NULL);
+	int64_t			 now = (int64_t)time(NULL), token_id = 0;
 	enum handler_result	 res = HANDLER_UNAVAILABLE;
 	struct store_limit	 limit;
 
@@ -84,17 +93,20 @@ reset_run(struct app *app, struct request *req, struct reply *reply)
 	limit = handler_limit_per_number("reset", &app->cfg->limit_reset_per_number,
 	    from->value, key);
 	if (found) {
-		secret_reset_token(app->key, req->message_sid, strlen(req->message_sid), token);
-		secret_hash(app->key, token, SECRET_TOKEN_LEN, hash);
+		secret_reset_secret(app->key, req->message_sid, strlen(req->message_sid),
+		    secret);
+		secret_hash(app->key, (const char *)secret, sizeof(secret), hash);
 	}
 	/* Committed before the answer leaves: a link we sent is always redeemable. */
 	if (store_reset_finish(app->store, req->route->name, req->message_sid,
 	    found ? RESET_TOKEN_ISSUED : RESET_UNKNOWN_NUMBER, found ? hash : NULL,
 	    found ? user.data : NULL, now + (int64_t)app->cfg->reset_token_ttl, now,
-	    &limit, 1, &limited_by) == -1)
+	    &limit, 1, &limited_by, &token_id) == -1)
 		goto done;
 	/* A limited request is answered like an unknown number: it learns nothing. */
 	issued = found && limited_by < 0;
+	if (issued)
+		secret_reset_token(app->key, token_id, secret, token);
 	if (limited_by >= 0)
 		handler_note_limited(app, req, "reset", false);
 	else
@@ -105,6 +117,7 @@ reset_run(struct app *app, struct request *req, struct reply *reply)
 		res = render_unknown(app->cfg, reply) == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;
 done:
 	sodium_memzero(token, sizeof(token));
+	sodium_memzero(secret, sizeof(secret));
 	buf_free(&user);
 	return res;
 }
@@ -116,7 +129,7 @@ reset_replay(struct app *app, struct request *req, const struct store_claim *cla
 	int rc;
 
 	if (claim->outcome == RESET_TOKEN_ISSUED)
-		rc = render_token_reply(app, req, reply);
+		rc = render_token_reply(app, req, claim->id, reply);
 	else
 		rc = render_unknown(app->cfg, reply);
 	return rc == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;

@@ -1,7 +1,7 @@
 /*
- * Reset tokens and keyed hashes under the server key (libsodium). Two
- * subkeys are derived once at load, one per purpose, so a token can never
- * equal the hash the store keeps. Refuses a key file that is not 0600-like,
+ * Reset tokens and keyed hashes under the server key (libsodium). Subkeys
+ * are derived once at load, one per purpose, so a token can never equal the
+ * hash the store keeps. Refuses a key file that is not 0600-like,
  * not regular, a symlink, or not exactly SECRET_KEY_BYTES long.
  */
 #include <errno.h>
@@ -22,12 +22,14 @@
 enum subkey_id {
 	SUBKEY_RESET_TOKEN = 1,
 	SUBKEY_HASH = 2,
+	SUBKEY_TOKEN_ID = 3,
 };
 
 /* Lives in sodium_malloc memory (guard pages, mlock), read-only once built. */
 struct secret_key {
 	uint8_t	token_key[crypto_generichash_KEYBYTES];
 	uint8_t	hash_key[crypto_generichash_KEYBYTES];
+	uint8_t	id_key[crypto_generichash_KEYBYTES];
 };
 
 _Static_assert(sizeof(KDF_CONTEXT) - 1 == crypto_kdf_CONTEXTBYTES, "kdf context");
@@ -35,6 +37,9 @@ _Static_assert(SECRET_KEY_BYTES == crypto_kdf_KEYBYTES, "key size");
 _Static_assert(SECRET_HASH_BYTES == crypto_generichash_BYTES, "hash size");
 _Static_assert(sodium_base64_ENCODED_LEN(SECRET_TOKEN_BYTES,
     sodium_base64_VARIANT_URLSAFE_NO_PADDING) == SECRET_TOKEN_LEN + 1, "token length");
+_Static_assert(sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ==
+    SECRET_LEGACY_TOKEN_LEN + 1, "legacy token length");
+_Static_assert(SECRET_RESET_BYTES >= crypto_generichash_BYTES_MIN, "secret size");
 
 int
 secret_key_from_bytes(const uint8_t *bytes, size_t len, struct secret_key **out)
@@ -49,7 +54,9 @@ secret_key_from_bytes(const uint8_t *bytes, size_t len, struct secret_key **out)
 	if (crypto_kdf_derive_from_key(key->token_key, sizeof(key->token_key),
 	    SUBKEY_RESET_TOKEN, KDF_CONTEXT, bytes) != 0 ||
 	    crypto_kdf_derive_from_key(key->hash_key, sizeof(key->hash_key),
-	    SUBKEY_HASH, KDF_CONTEXT, bytes) != 0) {
+	    SUBKEY_HASH, KDF_CONTEXT, bytes) != 0 ||
+	    crypto_kdf_derive_from_key(key->id_key, sizeof(key->id_key),
+	    SUBKEY_TOKEN_ID, KDF_CONTEXT, bytes) != 0) {
 		secret_key_free(key);
 		return -1;
 	}
@@ -73,14 +80,80 @@ secret_key_free(struct secret_key *key)
 }
 
 void
-secret_reset_token(const struct secret_key *key, const char *message_sid,
-    size_t len, char out[SECRET_TOKEN_LEN + 1])
+secret_reset_secret(const struct secret_key *key, const char *message_sid,
+    size_t len, uint8_t out[SECRET_RESET_BYTES])
 {
-	uint8_t	digest[SECRET_TOKEN_BYTES];
+	crypto_generichash(out, SECRET_RESET_BYTES, (const unsigned char *)message_sid,
+	    len, key->token_key, sizeof(key->token_key));
+}
+
+/* The id's mask: the first 8 bytes of a (shortest) keyed BLAKE2b of the secret. */
+static uint64_t
+id_mask(const struct secret_key *key, const uint8_t secret[SECRET_RESET_BYTES])
+{
+	uint8_t		m[crypto_generichash_BYTES_MIN];
+	uint64_t	v = 0;
+
+	crypto_generichash(m, sizeof(m), secret, SECRET_RESET_BYTES, key->id_key,
+	    sizeof(key->id_key));
+	for (size_t i = 0; i < 8; i++)
+		v = v << 8 | m[i];
+	return v;
+}
+
+void
+secret_reset_token(const struct secret_key *key, int64_t id,
+    const uint8_t secret[SECRET_RESET_BYTES], char out[SECRET_TOKEN_LEN + 1])
+{
+	uint8_t		raw[SECRET_TOKEN_BYTES];
+	uint64_t	masked = (uint64_t)id ^ id_mask(key, secret);
+
+	for (size_t i = 0; i < 8; i++)
+		raw[i] = (uint8_t)(masked >> (56 - 8 * i));
+	memcpy(raw + 8, secret, SECRET_RESET_BYTES);
+	sodium_bin2base64(out, SECRET_TOKEN_LEN + 1, raw, sizeof(raw),
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(raw, sizeof(raw));
+}
+
+bool
+secret_reset_token_parse(const struct secret_key *key, const char *token,
+    size_t len, int64_t *id, uint8_t secret[SECRET_RESET_BYTES])
+{
+	uint8_t		raw[SECRET_TOKEN_BYTES];
+	uint64_t	v = 0;
+	size_t		n = 0;
+	const char	*end = NULL;
+	bool		ok;
+
+	*id = 0;
+	/* 32 characters carry exactly 24 bytes: no padding bits to be lax about. */
+	ok = len == SECRET_TOKEN_LEN && sodium_base642bin(raw, sizeof(raw), token,
+	    len, NULL, &n, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
+	    n == sizeof(raw) && end == token + len;
+	if (ok) {
+		memcpy(secret, raw + 8, SECRET_RESET_BYTES);
+		for (size_t i = 0; i < 8; i++)
+			v = v << 8 | raw[i];
+		v ^= id_mask(key, secret);
+		ok = v > 0 && v <= INT64_MAX;
+		*id = ok ? (int64_t)v : 0;
+	}
+	if (!ok)
+		sodium_memzero(secret, SECRET_RESET_BYTES);
+	sodium_memzero(raw, sizeof(raw));
+	return ok;
+}
+
+void
+secret_legacy_token(const struct secret_key *key, const char *message_sid,
+    size_t len, char out[SECRET_LEGACY_TOKEN_LEN + 1])
+{
+	uint8_t	digest[32];
 
 	crypto_generichash(digest, sizeof(digest), (const unsigned char *)message_sid,
 	    len, key->token_key, sizeof(key->token_key));
-	sodium_bin2base64(out, SECRET_TOKEN_LEN + 1, digest, sizeof(digest),
+	sodium_bin2base64(out, SECRET_LEGACY_TOKEN_LEN + 1, digest, sizeof(digest),
 	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	sodium_memzero(digest, sizeof(digest));
 }

@@ -1,8 +1,8 @@
 /*
  * Tokens and their keyed hashes (libsodium). The server key (32 random bytes,
- * kept in a 0600 file) derives reset tokens from a webhook's MessageSid, so a
- * retried webhook gets the same token without the token ever being stored,
- * and keys the hashes that are all the store ever sees.
+ * kept in a 0600 file) derives a reset token's secret from a webhook's
+ * MessageSid, so a retried webhook gets the same token without the token ever
+ * being stored, and keys the hashes that are all the store ever sees.
  */
 #ifndef TWHOOKD_SECRET_H
 #define TWHOOKD_SECRET_H
@@ -12,8 +12,10 @@
 #include <stdint.h>
 
 #define SECRET_KEY_BYTES	32u
-#define SECRET_TOKEN_BYTES	32u	/* 256 bits before encoding */
-#define SECRET_TOKEN_LEN	43u	/* base64url, no padding */
+#define SECRET_RESET_BYTES	16u	/* a reset token's secret: 128 bits */
+#define SECRET_TOKEN_BYTES	(8u + SECRET_RESET_BYTES)	/* masked id, secret */
+#define SECRET_TOKEN_LEN	32u	/* base64url, no padding */
+#define SECRET_LEGACY_TOKEN_LEN	43u	/* before schema 4: 256 bits, no id */
 #define SECRET_HASH_BYTES	32u
 
 struct secret_key;	/* opaque; its bytes live in sodium_malloc memory */
@@ -34,15 +36,40 @@ int	secret_key_from_bytes(const uint8_t *bytes, size_t len, struct secret_key **
 void	secret_key_free(struct secret_key *key);
 
 /*
- * The reset token for a webhook: base64url (no padding) of a keyed BLAKE2b of
- * the MessageSid under a subkey of the server key. Deterministic, so a retry
- * gets the same token; unpredictable without the key. out receives
+ * A reset token's secret: a keyed BLAKE2b of the webhook's MessageSid under a
+ * subkey of the server key. Deterministic, so a retry gets the same one;
+ * unpredictable without the key. The store keeps its secret_hash.
+ */
+void	secret_reset_secret(const struct secret_key *key, const char *message_sid,
+	    size_t len, uint8_t out[SECRET_RESET_BYTES]);
+/*
+ * The token: base64url (no padding) of the token's id (its row in the store,
+ * 8 bytes big-endian) XORed with a keyed hash of the secret, then the secret.
+ * The id lets redeem find the row without an index on hashes; the mask keeps
+ * it (how many webhooks came before) out of the link. out receives
  * SECRET_TOKEN_LEN characters and a NUL.
  */
-void	secret_reset_token(const struct secret_key *key, const char *message_sid,
-	    size_t len, char out[SECRET_TOKEN_LEN + 1]);
+void	secret_reset_token(const struct secret_key *key, int64_t id,
+	    const uint8_t secret[SECRET_RESET_BYTES], char out[SECRET_TOKEN_LEN + 1]);
+/*
+ * Take a token apart: false unless it is SECRET_TOKEN_LEN characters of
+ * base64url carrying an id > 0. A forged id only finds a row whose hash
+ * the forged secret does not match.
+ */
+__attribute__((warn_unused_result))
+bool	secret_reset_token_parse(const struct secret_key *key, const char *token,
+	    size_t len, int64_t *id, uint8_t secret[SECRET_RESET_BYTES]);
 
-/* Keyed hash (another subkey) of a token or PIN: what the store keeps. */
+/*
+ * The token twhookd derived before the store's schema 4: base64url of 32
+ * bytes of keyed BLAKE2b of the MessageSid, no id. Answered again to a retry
+ * of a webhook handled before the upgrade; redeemable by its hash until it
+ * expires. out receives SECRET_LEGACY_TOKEN_LEN characters and a NUL.
+ */
+void	secret_legacy_token(const struct secret_key *key, const char *message_sid,
+	    size_t len, char out[SECRET_LEGACY_TOKEN_LEN + 1]);
+
+/* Keyed hash (another subkey) of a token secret or PIN: what the store keeps. */
 void	secret_hash(const struct secret_key *key, const char *token, size_t len,
 	    uint8_t out[SECRET_HASH_BYTES]);
 

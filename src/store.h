@@ -81,6 +81,8 @@ struct store_claim {
 	enum store_claim_state	 state;
 	int			 outcome;	/* handler-defined, when DONE */
 	struct buf		 user_id;	/* when DONE and a user was found; caller frees */
+	int64_t			 id;		/* when DONE: the record's, its reset token's;
+						   <= 0 for one from before schema 4 */
 };
 /*
  * NEW leaves a write transaction open on the calling thread until
@@ -117,16 +119,19 @@ struct store_limit {
 
 /*
  * Finish a reset claim, committing the transaction store_claim left open (or
- * in one of its own when none is): check and count limits, then when
- * token_hash is non-NULL insert the token (user_id, expires_at), then mark the
- * claim DONE with outcome. On -1 everything is rolled back, the claim with it
- * (as store_claim_release would), and no transaction is left open.
+ * in one of its own when none is): check and count limits, mark the claim
+ * DONE with outcome, then when token_hash is non-NULL insert the token
+ * (user_id, expires_at) under the record's id, which *token_id receives (0
+ * when none was inserted). Records get ids in arrival order, never reused,
+ * so tokens are appended, not scattered over an index. On -1 everything is
+ * rolled back, the claim with it (as store_claim_release would), and no
+ * transaction is left open.
  */
 __attribute__((warn_unused_result))
 int	store_reset_finish(struct store *s, const char *route, const char *key,
 	    int outcome, const uint8_t *token_hash, const char *user_id,
 	    int64_t expires_at, int64_t now, const struct store_limit *limits,
-	    size_t nlimits, int *limited_by);
+	    size_t nlimits, int *limited_by, int64_t *token_id);
 
 /* A PIN to issue: replaces the user's active PIN, and queues its SMS. */
 struct store_pin {
@@ -214,10 +219,16 @@ enum store_redeem {
 	STORE_REDEEM_SPENT,
 	STORE_REDEEM_EXPIRED,
 };
-/* Spend a token by its hash, atomically: only one caller ever gets OK. */
+/*
+ * Spend token id if its hash matches (sodium_memcmp), atomically: only one
+ * caller ever gets OK. A hash that does not match is UNKNOWN, whatever the
+ * row's state. id 0: a token issued before schema 4, which carries no id,
+ * found by its hash among those issued then.
+ */
 __attribute__((warn_unused_result))
-int	store_token_redeem(struct store *s, const uint8_t token_hash[STORE_HASH_BYTES],
-	    int64_t now, enum store_redeem *result, struct buf *user_id);
+int	store_token_redeem(struct store *s, int64_t id,
+	    const uint8_t token_hash[STORE_HASH_BYTES], int64_t now,
+	    enum store_redeem *result, struct buf *user_id);
 
 /*
  * Delete idempotency records older than keep seconds, long-expired tokens and

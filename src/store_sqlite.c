@@ -82,7 +82,7 @@ static const struct {
 	[ST_CLAIM_PUT_DONE] = { "claim finish", "INSERT INTO webhooks (route, key,"
 	    " state, outcome, user_id, started_at, finished_at)"
 	    " VALUES (?1, ?2, 2, ?3, ?4, ?5, ?6)" },
-	[ST_CLAIM_GET] = { "claim", "SELECT state, outcome, user_id, started_at"
+	[ST_CLAIM_GET] = { "claim", "SELECT state, outcome, user_id, started_at, id"
 	    " FROM webhooks WHERE route = ?1 AND key = ?2" },
 	[ST_CLAIM_TAKEOVER] = { "claim takeover", "UPDATE webhooks"
 	    " SET started_at = ?3 WHERE route = ?1 AND key = ?2 AND state = 1" },
@@ -90,7 +90,7 @@ static const struct {
 	    " WHERE route = ?1 AND key = ?2 AND state = 1" },
 	[ST_CLAIM_FINISH] = { "claim finish", "UPDATE webhooks SET state = 2,"
 	    " outcome = ?3, user_id = ?4, finished_at = ?5"
-	    " WHERE route = ?1 AND key = ?2 AND state = 1" },
+	    " WHERE route = ?1 AND key = ?2 AND state = 1 RETURNING id" },
 	/* Fixed windows: one that ended (now >= start + window) counts as empty. */
 	[ST_LIMIT_CHECK] = { "limit check", "SELECT ?2 < window_start + ?3"
 	    " AND count >= ?4 FROM rate_limits WHERE key = ?1" },
@@ -101,12 +101,17 @@ static const struct {
 	    " window_start = iif(?2 >= window_start + ?3, ?2, window_start),"
 	    " count = iif(?2 >= window_start + ?3, 1, count + 1)" },
 	[ST_TOKEN_INSERT] = { "token insert", "INSERT INTO reset_tokens"
-	    " (hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4)" },
+	    " (id, hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)" },
+	[ST_TOKEN_GET] = { "token redeem", "SELECT hash, user_id, expires_at,"
+	    " used_at IS NOT NULL FROM reset_tokens WHERE id = ?1" },
 	[ST_TOKEN_SPEND] = { "token redeem", "UPDATE reset_tokens SET used_at = ?2"
-	    " WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2"
+	    " WHERE id = ?1 AND used_at IS NULL" },
+	/* Tokens issued before schema 4, by hash, until they expire. */
+	[ST_LEGACY_TOKEN_SPEND] = { "token redeem", "UPDATE reset_tokens_legacy"
+	    " SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2"
 	    " RETURNING user_id" },
-	[ST_TOKEN_GET] = { "token redeem",
-	    "SELECT used_at IS NOT NULL FROM reset_tokens WHERE hash = ?1" },
+	[ST_LEGACY_TOKEN_GET] = { "token redeem", "SELECT used_at IS NOT NULL"
+	    " FROM reset_tokens_legacy WHERE hash = ?1" },
 	[ST_PIN_PUT] = { "pin insert", "INSERT INTO pins (user_id, phone, hash,"
 	    " expires_at, attempts, created_at) VALUES (?1, ?2, ?3, ?4, 0, ?5)"
 	    " ON CONFLICT (user_id) DO UPDATE SET phone = excluded.phone,"
@@ -152,11 +157,21 @@ static const struct {
 	    " WHERE id = ?1" },
 	[ST_OUTBOX_DEPTH] = { "outbox depth", "SELECT count(*) FROM outbox"
 	    " WHERE status IN ('pending', 'sending')" },
-	/* Done or abandoned alike, by the webhooks_started index. */
-	[ST_PURGE_WEBHOOKS] = { "purge",
-	    "DELETE FROM webhooks WHERE started_at < ?1" },
-	[ST_PURGE_TOKENS] = { "purge",
-	    "DELETE FROM reset_tokens WHERE expires_at < ?1" },
+	/*
+	 * Ids follow arrival, so what is old is a prefix: delete the rows before
+	 * the first one still to keep, found by walking from the oldest (no
+	 * index on times to write at every insert). A row out of order (a clock
+	 * step back) keeps the rows after it a little longer, never the reverse.
+	 * Done or abandoned alike.
+	 */
+	[ST_PURGE_WEBHOOKS] = { "purge", "DELETE FROM webhooks WHERE id < coalesce("
+	    "(SELECT id FROM webhooks WHERE started_at >= ?1 ORDER BY id LIMIT 1),"
+	    " (SELECT max(id) + 1 FROM webhooks))" },
+	[ST_PURGE_TOKENS] = { "purge", "DELETE FROM reset_tokens WHERE id < coalesce("
+	    "(SELECT id FROM reset_tokens WHERE expires_at >= ?1 ORDER BY id LIMIT 1),"
+	    " (SELECT max(id) + 1 FROM reset_tokens))" },
+	[ST_PURGE_LEGACY_TOKENS] = { "purge",
+	    "DELETE FROM reset_tokens_legacy WHERE expires_at < ?1" },
 	[ST_PURGE_PINS] = { "purge", "DELETE FROM pins WHERE expires_at < ?1" },
 	[ST_PURGE_OUTBOX] = { "purge", "DELETE FROM outbox"
 	    " WHERE status IN ('sent', 'failed', 'expired') AND created_at < ?1" },
@@ -797,6 +812,7 @@ store_purge(struct store *s, int64_t now, int64_t keep)
 	 */
 	if (sq_exec(c, ST_PURGE_WEBHOOKS, "i", now - keep) == -1 ||
 	    sq_exec(c, ST_PURGE_TOKENS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
+	    sq_exec(c, ST_PURGE_LEGACY_TOKENS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
 	    sq_exec(c, ST_PURGE_PINS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
 	    sq_exec(c, ST_PURGE_OUTBOX, "i", now - keep) == -1 ||
 	    sq_exec(c, ST_PURGE_LIMITS, "i",

@@ -38,6 +38,7 @@ claim_read(struct conn *c, const char *route, const char *key, int64_t now,
 	} else if (sqlite3_column_int(st, 0) == STORE_CLAIM_DONE) {
 		out->state = STORE_CLAIM_DONE;
 		out->outcome = sqlite3_column_int(st, 1);
+		out->id = sqlite3_column_int64(st, 4);
 		rc = sq_text(c, ST_CLAIM_GET, 2, &out->user_id);
 	} else
 		out->state = sqlite3_column_int64(st, 3) > now - stale_after ?
@@ -67,6 +68,7 @@ store_claim(struct store *s, const char *route, const char *key, int64_t now,
 
 	out->state = STORE_CLAIM_NEW;
 	out->outcome = 0;
+	out->id = 0;
 	buf_reset(&out->user_id);
 	if ((c = sq_conn(s)) == NULL)
 		return -1;
@@ -185,28 +187,53 @@ limits_count(struct conn *c, const struct store_limit *limits, size_t n,
 }
 
 /*
+ * Mark the claim DONE: the fresh claim's record inserted whole, or a RUNNING
+ * row updated. *id is the record's, 0 when no RUNNING row matched.
+ */
+static int
+claim_put_done(struct conn *c, const char *route, const char *key, int outcome,
+    const char *user_id, int64_t now, int64_t *id)
+{
+	int	r = -1;
+
+	*id = 0;
+	if (claim_is_fresh(c, route, key)) {
+		if (sq_exec(c, ST_CLAIM_PUT_DONE, "ttitii", route, key, (int64_t)outcome,
+		    user_id, c->claim_at, now) == -1)
+			return -1;
+		*id = sqlite3_last_insert_rowid(c->db);
+		return 0;
+	}
+	if (sq_bind(c, ST_CLAIM_FINISH, "ttiti", route, key, (int64_t)outcome,
+	    user_id, now) == -1 || (r = sq_step(c, ST_CLAIM_FINISH)) == -1)
+		goto done;
+	if (r == 1) {
+		*id = sqlite3_column_int64(c->stmt[ST_CLAIM_FINISH], 0);
+		r = sq_step(c, ST_CLAIM_FINISH);	/* completes the UPDATE */
+	}
+done:
+	sq_reset(c, ST_CLAIM_FINISH);
+	return r == -1 ? -1 : 0;
+}
+
+/*
  * The common part of a finish transaction, already begun: check the limits,
  * mark the claim DONE (with STORE_OUTCOME_LIMITED when a limit is
  * exhausted), and when none is, count them all. The caller then inserts its
- * side effect only when *limited_by is -1.
+ * side effect only when *limited_by is -1. *id is the claim's record's.
  */
 static int
 finish_claim(struct conn *c, const char *route, const char *key, int outcome,
     const char *user_id, int64_t now, const struct store_limit *limits,
-    size_t nlimits, int *limited_by)
+    size_t nlimits, int *limited_by, int64_t *id)
 {
 	if (limits_check(c, limits, nlimits, now, limited_by) == -1)
 		return -1;
 	if (*limited_by >= 0)
 		outcome = STORE_OUTCOME_LIMITED;
-	if (claim_is_fresh(c, route, key)) {
-		if (sq_exec(c, ST_CLAIM_PUT_DONE, "ttitii", route, key, (int64_t)outcome,
-		    user_id, c->claim_at, now) == -1)
-			return -1;
-	} else if (sq_exec(c, ST_CLAIM_FINISH, "ttiti", route, key, (int64_t)outcome,
-	    user_id, now) == -1)
+	if (claim_put_done(c, route, key, outcome, user_id, now, id) == -1)
 		return -1;
-	if (sqlite3_changes(c->db) != 1) {
+	if (*id == 0) {
 		/*
 		 * Released, purged, or taken over and finished by another run:
 		 * the side effect belongs to that run, so insert nothing.
@@ -221,24 +248,31 @@ int
 store_reset_finish(struct store *s, const char *route, const char *key,
     int outcome, const uint8_t *token_hash, const char *user_id,
     int64_t expires_at, int64_t now, const struct store_limit *limits,
-    size_t nlimits, int *limited_by)
+    size_t nlimits, int *limited_by, int64_t *token_id)
 {
 	struct conn	*c;
+	int64_t		 id;
 	int		 rc = -1;
 
 	*limited_by = -1;
+	*token_id = 0;
 	if ((c = finish_begin(s)) == NULL)
 		return -1;
 	if (finish_claim(c, route, key, outcome, user_id, now, limits, nlimits,
-	    limited_by) == -1)
+	    limited_by, &id) == -1)
 		goto done;
-	if (*limited_by == -1 && token_hash != NULL && sq_exec(c,
-	    ST_TOKEN_INSERT, "htii", token_hash, user_id, expires_at, now) == -1)
-		goto done;
+	if (*limited_by == -1 && token_hash != NULL) {
+		if (sq_exec(c, ST_TOKEN_INSERT, "ihtii", id, token_hash, user_id,
+		    expires_at, now) == -1)
+			goto done;
+		*token_id = id;
+	}
 	rc = sq_commit(c);
 done:
-	if (rc == -1)
+	if (rc == -1) {
 		sq_rollback(c);
+		*token_id = 0;
+	}
 	return rc;
 }
 
@@ -248,6 +282,7 @@ store_pin_finish(struct store *s, const char *route, const char *key,
     const struct store_limit *limits, size_t nlimits, int *limited_by)
 {
 	struct conn	*c;
+	int64_t		 id;
 	int		 rc = -1;
 
 	*limited_by = -1;
@@ -260,7 +295,7 @@ store_pin_finish(struct store *s, const char *route, const char *key,
 		goto done;
 	}
 	if (finish_claim(c, route, key, outcome, pin != NULL ? pin->user_id : NULL,
-	    now, limits, nlimits, limited_by) == -1)
+	    now, limits, nlimits, limited_by, &id) == -1)
 		goto done;
 	if (*limited_by == -1 && pin != NULL &&
 	    (sq_exec(c, ST_PIN_PUT, "tthii", pin->user_id, pin->phone, pin->hash,
@@ -275,57 +310,6 @@ done:
 	return rc;
 }
 
-/* The spend matched nothing: say why. Racing spenders read SPENT here. */
-static int
-token_classify(struct conn *c, const uint8_t *hash, enum store_redeem *result)
-{
-	int	r, rc = -1;
-
-	if (sq_bind(c, ST_TOKEN_GET, "h", hash) == -1 ||
-	    (r = sq_step(c, ST_TOKEN_GET)) == -1)
-		goto done;
-	if (r == 0)
-		*result = STORE_REDEEM_UNKNOWN;
-	else if (sqlite3_column_int(c->stmt[ST_TOKEN_GET], 0))
-		*result = STORE_REDEEM_SPENT;
-	else
-		*result = STORE_REDEEM_EXPIRED;
-	rc = 0;
-done:
-	sq_reset(c, ST_TOKEN_GET);
-	return rc;
-}
-
-int
-store_token_redeem(struct store *s, const uint8_t token_hash[STORE_HASH_BYTES],
-    int64_t now, enum store_redeem *result, struct buf *user_id)
-{
-	struct conn	*c;
-	int		 r, rc = -1;
-
-	*result = STORE_REDEEM_UNKNOWN;
-	if ((c = sq_conn(s)) == NULL)
-		return -1;
-	/* One conditional UPDATE: SQLite's write lock lets one caller match. */
-	if (sq_bind(c, ST_TOKEN_SPEND, "hi", token_hash, now) == -1 ||
-	    (r = sq_step(c, ST_TOKEN_SPEND)) == -1)
-		goto done;
-	if (r == 1) {
-		/* Copy before stepping on: the statement commits at its end. */
-		if (sq_text(c, ST_TOKEN_SPEND, 0, user_id) == -1 ||
-		    sq_step(c, ST_TOKEN_SPEND) == -1)
-			goto done;
-		*result = STORE_REDEEM_OK;
-		rc = 0;
-	} else {
-		sq_reset(c, ST_TOKEN_SPEND);
-		rc = token_classify(c, token_hash, result);
-	}
-done:
-	sq_reset(c, ST_TOKEN_SPEND);
-	return rc;
-}
-
 /* Column col of the current row is a hash equal to want, compared in constant time. */
 static bool
 hash_equal(sqlite3_stmt *st, int col, const uint8_t *want)
@@ -334,6 +318,116 @@ hash_equal(sqlite3_stmt *st, int col, const uint8_t *want)
 
 	return p != NULL && sqlite3_column_bytes(st, col) == STORE_HASH_BYTES &&
 	    sodium_memcmp(p, want, STORE_HASH_BYTES) == 0;
+}
+
+/* The legacy spend matched nothing: say why. Racing spenders read SPENT here. */
+static int
+legacy_classify(struct conn *c, const uint8_t *hash, enum store_redeem *result)
+{
+	int	r, rc = -1;
+
+	if (sq_bind(c, ST_LEGACY_TOKEN_GET, "h", hash) == -1 ||
+	    (r = sq_step(c, ST_LEGACY_TOKEN_GET)) == -1)
+		goto done;
+	if (r == 0)
+		*result = STORE_REDEEM_UNKNOWN;
+	else if (sqlite3_column_int(c->stmt[ST_LEGACY_TOKEN_GET], 0))
+		*result = STORE_REDEEM_SPENT;
+	else
+		*result = STORE_REDEEM_EXPIRED;
+	rc = 0;
+done:
+	sq_reset(c, ST_LEGACY_TOKEN_GET);
+	return rc;
+}
+
+/*
+ * A token issued before schema 4, by its hash (the table's key, so the
+ * lookup compares keyed hashes nobody can choose): one conditional UPDATE,
+ * which SQLite's write lock lets one caller match.
+ */
+static int
+legacy_redeem(struct conn *c, const uint8_t *hash, int64_t now,
+    enum store_redeem *result, struct buf *user_id)
+{
+	int	r, rc = -1;
+
+	if (sq_bind(c, ST_LEGACY_TOKEN_SPEND, "hi", hash, now) == -1 ||
+	    (r = sq_step(c, ST_LEGACY_TOKEN_SPEND)) == -1)
+		goto done;
+	if (r == 1) {
+		/* Copy before stepping on: the statement commits at its end. */
+		if (sq_text(c, ST_LEGACY_TOKEN_SPEND, 0, user_id) == -1 ||
+		    sq_step(c, ST_LEGACY_TOKEN_SPEND) == -1)
+			goto done;
+		*result = STORE_REDEEM_OK;
+		rc = 0;
+	} else {
+		sq_reset(c, ST_LEGACY_TOKEN_SPEND);
+		rc = legacy_classify(c, hash, result);
+	}
+done:
+	sq_reset(c, ST_LEGACY_TOKEN_SPEND);
+	return rc;
+}
+
+/* Judge token id's row against hash; on OK append its user_id. */
+static int
+token_judge(struct conn *c, int64_t id, const uint8_t *hash, int64_t now,
+    enum store_redeem *result, struct buf *user_id)
+{
+	sqlite3_stmt	*st;
+	int		 r, rc = -1;
+
+	if (sq_bind(c, ST_TOKEN_GET, "i", id) == -1 ||
+	    (r = sq_step(c, ST_TOKEN_GET)) == -1)
+		goto done;
+	rc = 0;
+	st = c->stmt[ST_TOKEN_GET];
+	/* A wrong secret learns nothing of the row its id names. */
+	if (r == 0 || !hash_equal(st, 0, hash))
+		*result = STORE_REDEEM_UNKNOWN;
+	else if (sqlite3_column_int(st, 3))
+		*result = STORE_REDEEM_SPENT;
+	else if (sqlite3_column_int64(st, 2) <= now)
+		*result = STORE_REDEEM_EXPIRED;
+	else {
+		*result = STORE_REDEEM_OK;
+		rc = sq_text(c, ST_TOKEN_GET, 1, user_id);
+	}
+done:
+	sq_reset(c, ST_TOKEN_GET);
+	return rc;
+}
+
+int
+store_token_redeem(struct store *s, int64_t id,
+    const uint8_t token_hash[STORE_HASH_BYTES], int64_t now,
+    enum store_redeem *result, struct buf *user_id)
+{
+	struct conn	*c;
+	int		 rc = -1;
+
+	*result = STORE_REDEEM_UNKNOWN;
+	if ((c = sq_conn(s)) == NULL)
+		return -1;
+	if (id == 0)
+		return legacy_redeem(c, token_hash, now, result, user_id);
+	/* Read, judge and spend in one write transaction: one caller gets OK. */
+	if (sq_begin(c) == -1)
+		return -1;
+	if (token_judge(c, id, token_hash, now, result, user_id) == -1)
+		goto done;
+	if (*result == STORE_REDEEM_OK &&
+	    sq_exec(c, ST_TOKEN_SPEND, "ii", id, now) == -1)
+		goto done;
+	rc = sq_commit(c);
+done:
+	if (rc == -1) {
+		sq_rollback(c);
+		*result = STORE_REDEEM_UNKNOWN;
+	}
+	return rc;
 }
 
 /*

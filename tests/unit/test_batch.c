@@ -64,11 +64,12 @@ op_run(void *arg, struct request *req, struct reply *reply)
 	struct fx		*f = arg;
 	struct store_claim	 c = { .user_id = BUF_INIT };
 	int			 limited_by;
+	int64_t			 token_id;
 
 	if (store_claim(f->s, ROUTE, req->message_sid, 1700000000, 60, &c) == 0 &&
 	    c.state == STORE_CLAIM_NEW &&
 	    store_reset_finish(f->s, ROUTE, req->message_sid, 0, NULL, NULL, 0,
-	    1700000000, NULL, 0, &limited_by) == 0)
+	    1700000000, NULL, 0, &limited_by, &token_id) == 0)
 		reply->status = 200;
 	else
 		reply->status = 500;

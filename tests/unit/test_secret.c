@@ -1,7 +1,8 @@
 /*
  * secret.c: reset tokens (length, alphabet, determinism, separation by sid
- * and key, a pinned vector), keyed hashes, and the key file: created 0600,
- * reloaded identical, refused when too open, the wrong size or a symlink.
+ * and key, the id carried and masked, parsing, pinned vectors, the legacy
+ * form), keyed hashes, and the key file: created 0600, reloaded identical,
+ * refused when too open, the wrong size or a symlink.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,10 +46,21 @@ key_filled(uint8_t fill)
 	return key;
 }
 
+/* The token for sid under record id. */
+static void
+token_id(const struct secret_key *key, const char *sid, int64_t id,
+    char out[SECRET_TOKEN_LEN + 1])
+{
+	uint8_t	secret[SECRET_RESET_BYTES];
+
+	secret_reset_secret(key, sid, strlen(sid), secret);
+	secret_reset_token(key, id, secret, out);
+}
+
 static void
 token(const struct secret_key *key, const char *sid, char out[SECRET_TOKEN_LEN + 1])
 {
-	secret_reset_token(key, sid, strlen(sid), out);
+	token_id(key, sid, 1, out);
 }
 
 static void
@@ -104,28 +116,107 @@ test_token_deterministic_and_distinct(void **state)
  * Pinned outputs for key bytes 0..31, computed independently with Python's
  * hashlib: subkey = blake2b(b"", key=master, salt=LE64(id) + 8 zero bytes,
  * person=b"twhookd_" + 8 zero bytes), as crypto_kdf_derive_from_key does;
- * id 1 keys the token (blake2b of the sid), id 2 the hash. A change here
- * invalidates every token in flight and every hash in the store.
+ * id 1 keys the secret (blake2b-128 of the sid; blake2b-256 for the legacy
+ * token), id 2 the hash (of the secret's bytes; of the legacy token's text),
+ * id 3 the id's mask (the first 8 bytes of blake2b-128 of the secret, XORed
+ * with the big-endian id). A change here invalidates every token in flight
+ * and every hash in the store.
  */
 static void
 test_vectors(void **state)
 {
 	static const uint8_t	 want_hash[SECRET_HASH_BYTES] = {
+		0x9d, 0x5b, 0x22, 0xf9, 0x7e, 0x34, 0x47, 0xce,
+		0xa0, 0xa6, 0xe6, 0x82, 0x77, 0x60, 0x7e, 0x50,
+		0xfb, 0xf6, 0xb8, 0xea, 0x60, 0x8b, 0x6a, 0x97,
+		0xc3, 0x59, 0x54, 0xe1, 0x5e, 0x90, 0xac, 0xa0,
+	};
+	static const uint8_t	 want_legacy_hash[SECRET_HASH_BYTES] = {
 		0xbf, 0xe1, 0x70, 0xa6, 0x7c, 0xef, 0x5f, 0x10,
 		0x52, 0x6e, 0x8c, 0x6d, 0xaa, 0x69, 0x7a, 0x54,
 		0x43, 0x88, 0xca, 0x10, 0xf7, 0xad, 0xd8, 0x65,
 		0xe9, 0x32, 0xc2, 0x51, 0x9f, 0x00, 0xe8, 0x11,
 	};
+	static const char	 sid[] = "SM00000000000000000000000000000000";
 	struct secret_key	*key = key_filled(0);
-	char			 t[SECRET_TOKEN_LEN + 1];
-	uint8_t			 h[SECRET_HASH_BYTES];
+	char			 t[SECRET_TOKEN_LEN + 1], l[SECRET_LEGACY_TOKEN_LEN + 1];
+	uint8_t			 h[SECRET_HASH_BYTES], secret[SECRET_RESET_BYTES];
 
 	(void)state;
-	token(key, "SM00000000000000000000000000000000", t);
-	assert_string_equal(t, "ZbMUMAarHu4VmmVaRVlCxEhR6oKFQbvvV6GeAD5MM3c");
-	secret_hash(key, t, strlen(t), h);
+	token_id(key, sid, 1, t);
+	assert_string_equal(t, "baSAE867635DgJ5SJThzliJRb7Y1v6UM");
+	token_id(key, sid, 123456789, t);
+	assert_string_equal(t, "baSAE8ngJmpDgJ5SJThzliJRb7Y1v6UM");
+	secret_reset_secret(key, sid, strlen(sid), secret);
+	secret_hash(key, (const char *)secret, sizeof(secret), h);
 	assert_memory_equal(h, want_hash, sizeof(h));
+	/* Before schema 4: what a migrated record's retry answers again. */
+	secret_legacy_token(key, sid, strlen(sid), l);
+	assert_string_equal(l, "ZbMUMAarHu4VmmVaRVlCxEhR6oKFQbvvV6GeAD5MM3c");
+	secret_hash(key, l, strlen(l), h);
+	assert_memory_equal(h, want_legacy_hash, sizeof(h));
 	secret_key_free(key);
+}
+
+/* A token gives back the id and secret it was made of, under its key only. */
+static void
+test_token_parse(void **state)
+{
+	static const int64_t	 ids[] = { 1, 2, 255, 256, (int64_t)1 << 40, INT64_MAX };
+	struct secret_key	*a = key_filled(0), *b = key_filled(1);
+	char			 t[SECRET_TOKEN_LEN + 1], t2[SECRET_TOKEN_LEN + 1];
+	uint8_t			 secret[SECRET_RESET_BYTES], got[SECRET_RESET_BYTES];
+	int64_t			 id;
+
+	(void)state;
+	secret_reset_secret(a, sids[0], strlen(sids[0]), secret);
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		secret_reset_token(a, ids[i], secret, t);
+		assert_true(secret_reset_token_parse(a, t, strlen(t), &id, got));
+		assert_int_equal(id, ids[i]);
+		assert_memory_equal(got, secret, sizeof(got));
+		/* Another key reads another id out of the same text. */
+		if (secret_reset_token_parse(b, t, strlen(t), &id, got))
+			assert_int_not_equal(id, ids[i]);
+	}
+	/*
+	 * Consecutive records' tokens (other sids) show unrelated id fields:
+	 * the mask keeps the count of webhooks out of the links.
+	 */
+	{
+		size_t same = 0;
+
+		token_id(a, sids[0], 1000, t);
+		token_id(a, sids[1], 1001, t2);
+		for (size_t i = 0; i < 10; i++)		/* 10 characters: 60 of the 64 id bits */
+			same += t[i] == t2[i];
+		assert_true(same < 4);
+	}
+	/* No id, or not one of ours. */
+	secret_reset_token(a, 0, secret, t);
+	assert_false(secret_reset_token_parse(a, t, strlen(t), &id, got));
+	assert_int_equal(id, 0);
+	secret_reset_token(a, -1, secret, t);
+	assert_false(secret_reset_token_parse(a, t, strlen(t), &id, got));
+	secret_reset_token(a, 7, secret, t);
+	assert_false(secret_reset_token_parse(a, t, strlen(t) - 1, &id, got));
+	assert_false(secret_reset_token_parse(a, "", 0, &id, got));
+	for (size_t i = 0; i < SECRET_TOKEN_LEN; i += 5) {
+		for (const char *bad = "+/=. "; *bad != '\0'; bad++) {
+			memcpy(t2, t, sizeof(t2));
+			t2[i] = *bad;
+			assert_false(secret_reset_token_parse(a, t2, strlen(t2), &id, got));
+		}
+	}
+	/* A legacy token is not parsed as one with an id. */
+	{
+		char l[SECRET_LEGACY_TOKEN_LEN + 1];
+
+		secret_legacy_token(a, sids[0], strlen(sids[0]), l);
+		assert_false(secret_reset_token_parse(a, l, strlen(l), &id, got));
+	}
+	secret_key_free(a);
+	secret_key_free(b);
 }
 
 static void
@@ -340,7 +431,10 @@ race_load(void *arg)
 	pthread_barrier_wait(r->barrier);
 	r->rc = secret_key_load(r->path, true, &key, err, sizeof(err));
 	if (r->rc == 0) {
-		secret_reset_token(key, "SM1", 3, r->token);
+		uint8_t secret[SECRET_RESET_BYTES];
+
+		secret_reset_secret(key, "SM1", 3, secret);
+		secret_reset_token(key, 1, secret, r->token);
 		secret_key_free(key);
 	}
 	return NULL;
@@ -381,6 +475,7 @@ main(void)
 		cmocka_unit_test(test_token_shape),
 		cmocka_unit_test(test_token_deterministic_and_distinct),
 		cmocka_unit_test(test_vectors),
+		cmocka_unit_test(test_token_parse),
 		cmocka_unit_test(test_hash),
 		cmocka_unit_test_setup_teardown(test_key_create_and_reload, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(test_key_file_checks, dir_setup, dir_teardown),

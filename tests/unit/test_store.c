@@ -1,11 +1,12 @@
 /*
  * The SQLite backend against store.h, each test on a fresh database in its
- * own mkdtemp directory: schema migrations (v1 and v2 to v3) and query
+ * own mkdtemp directory: schema migrations (v1 and v2 to v4) and query
  * plans, users, idempotency claims (one transaction from claim to finish,
- * stale takeover, racing threads), rate limits, single-use tokens (including
- * a redeem race), PINs, the outbox (including racing leasers), purge, and a
- * process killed mid-load. Tables are also read over a separate connection,
- * as the integration tests do.
+ * stale takeover, racing threads), rate limits, single-use tokens found by
+ * their record's id (including a redeem race) or, from before v4, by hash,
+ * PINs, the outbox (including racing leasers), purge by id, and a process
+ * killed mid-load. Tables are also read over a separate connection, as the
+ * integration tests do.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -100,23 +101,50 @@ q(const char *db, const char *sql, char out[256])
 	assert_string_equal(q((f)->ss.db, (sql), out_), (want));		\
 } while (0)
 
-/* A RUNNING record as a process that died mid-webhook leaves it: committed. */
+/* Run sql over a connection of its own, committed when it returns. */
 static void
-running_row(const struct fx *f, const char *route, const char *key,
-    int64_t started_at)
+db_exec(const struct fx *f, const char *sql)
 {
 	sqlite3	*h;
-	char	 sql[256];
 
-	snprintf(sql, sizeof(sql), "INSERT INTO webhooks (route, key, state,"
-	    " started_at) VALUES ('%s', '%s', 1, %lld)", route, key,
-	    (long long)started_at);
 	assert_int_equal(sqlite3_open_v2(f->ss.db, &h, SQLITE_OPEN_READWRITE, NULL),
 	    SQLITE_OK);
 	sqlite3_busy_timeout(h, 5000);
 	if (sqlite3_exec(h, sql, NULL, NULL, NULL) != SQLITE_OK)
 		fail_msg("%s: %s", sql, sqlite3_errmsg(h));
 	sqlite3_close(h);
+}
+
+/* A RUNNING record as a process that died mid-webhook leaves it: committed. */
+static void
+running_row(const struct fx *f, const char *route, const char *key,
+    int64_t started_at)
+{
+	char	sql[256];
+
+	snprintf(sql, sizeof(sql), "INSERT INTO webhooks (route, key, state,"
+	    " started_at) VALUES ('%s', '%s', 1, %lld)", route, key,
+	    (long long)started_at);
+	db_exec(f, sql);
+}
+
+/*
+ * A token issued before release 0.4 (hash n), where the v4 migration left
+ * it: no id, found by its hash.
+ */
+static void
+legacy_token(const struct fx *f, unsigned n, const char *user, int64_t expires_at)
+{
+	uint8_t	h[STORE_HASH_BYTES];
+	char	hex[2 * STORE_HASH_BYTES + 1], sql[256];
+
+	hash_of(h, n);
+	for (size_t i = 0; i < STORE_HASH_BYTES; i++)
+		snprintf(hex + 2 * i, 3, "%02x", h[i]);
+	snprintf(sql, sizeof(sql), "INSERT INTO reset_tokens_legacy (hash, user_id,"
+	    " expires_at, created_at) VALUES (X'%s', '%s', %lld, %lld)", hex, user,
+	    (long long)expires_at, (long long)T0);
+	db_exec(f, sql);
 }
 
 /* Does a transaction of the store hold the write lock? Asked without waiting. */
@@ -288,19 +316,50 @@ claim(struct store *s, const char *key, int64_t now, enum store_claim_state want
 	assert_int_equal(c->state, want);
 }
 
-/* store_reset_finish on ROUTE without limits. */
+/*
+ * store_reset_finish on ROUTE without limits; *token_id (unless NULL) gets
+ * the token's id, which is never 0 for a token that went in, and always 0
+ * otherwise.
+ */
 static int
 reset_finish(struct store *s, const char *key, int outcome, const uint8_t *hash,
-    const char *user_id, int64_t expires_at, int64_t now)
+    const char *user_id, int64_t expires_at, int64_t now, int64_t *token_id)
 {
+	int64_t	id = -42;
 	int	limited_by = -2;
 	int	rc;
 
 	rc = store_reset_finish(s, ROUTE, key, outcome, hash, user_id, expires_at,
-	    now, NULL, 0, &limited_by);
+	    now, NULL, 0, &limited_by, &id);
 	if (rc == 0)
 		assert_int_equal(limited_by, -1);
+	if (rc == 0 && hash != NULL)
+		assert_int_not_equal(id, 0);
+	else
+		assert_int_equal(id, 0);
+	if (token_id != NULL)
+		*token_id = id;
 	return rc;
+}
+
+#define TAIL	0x80000000u	/* hash n but for its last byte, for redeem */
+
+/* Redeem token id with hash n at now: the result, uid its user's on OK. */
+static enum store_redeem
+redeem(struct store *s, int64_t id, unsigned n, int64_t now, struct buf *uid)
+{
+	enum store_redeem	r;
+	uint8_t			h[STORE_HASH_BYTES];
+
+	hash_of(h, n & ~TAIL);
+	if (n & TAIL)
+		h[STORE_HASH_BYTES - 1] ^= 1;	/* the whole hash is compared */
+	buf_reset(uid);
+	assert_int_equal(store_token_redeem(s, id, h, now, &r, uid), 0);
+	/* A refusal says nothing of whose token it was. */
+	if (r != STORE_REDEEM_OK)
+		assert_int_equal(uid->len, 0);
+	return r;
 }
 
 static void
@@ -308,31 +367,62 @@ test_claim_finish(void **state)
 {
 	struct fx		*f = *state;
 	struct store_claim	 c = { .user_id = BUF_INIT };
+	struct buf		 uid = BUF_INIT;
 	uint8_t			 h[STORE_HASH_BYTES];
+	char			 key[160];
+	int64_t			 id1, id2, id3;
 
 	hash_of(h, 1);
 	claim(f->s, "SM1", T0, STORE_CLAIM_NEW, &c);
+	assert_int_equal(c.id, 0);
 	assert_int_equal(reset_finish(f->s, "SM1", 7, h, "alice",
-	    T0 + 900, T0 + 2), 0);
+	    T0 + 900, T0 + 2, &id1), 0);
+	assert_true(id1 > 0);
 	claim(f->s, "SM1", T0 + 3, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 7);
 	assert_string_equal(c.user_id.data, "alice");
+	/* The token's id is its record's: a replay can answer the same link. */
+	assert_int_equal(c.id, id1);
 	/* A replay long after still gets the record, never a new run. */
 	claim(f->s, "SM1", T0 + 86400, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 7);
+	assert_int_equal(c.id, id1);
 	/* Same key on another route is another webhook. */
 	assert_int_equal(store_claim(f->s, "/sms/pin", "SM1", T0, STALE, &c), 0);
 	assert_int_equal(c.state, STORE_CLAIM_NEW);
+	assert_int_equal(c.id, 0);
 	assert_int_equal(store_claim_release(f->s, "/sms/pin", "SM1"), 0);
 
 	/* Unknown number: DONE without user or token. */
 	claim(f->s, "SM2", T0, STORE_CLAIM_NEW, &c);
 	assert_int_equal(reset_finish(f->s, "SM2", 3, NULL, NULL,
-	    0, T0), 0);
+	    0, T0, &id2), 0);
+	assert_int_equal(id2, 0);
 	claim(f->s, "SM2", T0 + 1, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 3);
 	assert_int_equal(c.user_id.len, 0);
+	/* It has a record all the same, after SM1's: ids follow arrival. */
+	assert_true(c.id > id1);
+	id2 = c.id;
+
+	/*
+	 * A key too long for the connection to remember its fresh claim: the
+	 * RUNNING row is written, and the finish updates it. Its token gets
+	 * that row's id just the same.
+	 */
+	memset(key, 'k', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	hash_of(h, 3);
+	claim(f->s, key, T0 + 2, STORE_CLAIM_NEW, &c);
+	assert_int_equal(reset_finish(f->s, key, 7, h, "carol", T0 + 900, T0 + 2,
+	    &id3), 0);
+	assert_true(id3 > id2);
+	claim(f->s, key, T0 + 3, STORE_CLAIM_DONE, &c);
+	assert_int_equal(c.id, id3);
+	assert_int_equal(redeem(f->s, id3, 3, T0 + 4, &uid), STORE_REDEEM_OK);
+	assert_string_equal(uid.data, "carol");
 	buf_free(&c.user_id);
+	buf_free(&uid);
 }
 
 /*
@@ -359,11 +449,14 @@ test_claim_one_transaction(void **state)
 	assert_true(found);
 	assert_string_equal(uid.data, "alice");
 	assert_true(write_locked(f));
-	assert_int_equal(reset_finish(f->s, "SM1", 1, h, uid.data, T0 + 900, T0), 0);
+	assert_int_equal(reset_finish(f->s, "SM1", 1, h, uid.data, T0 + 900, T0,
+	    NULL), 0);
 	assert_false(write_locked(f));
 	assert_sql(f, "SELECT state || ' ' || outcome || ' ' || user_id FROM webhooks",
 	    "2 1 alice");
 	assert_sql(f, "SELECT user_id FROM reset_tokens", "alice");
+	/* Committed together, under one id. */
+	assert_sql(f, "SELECT count(*) FROM reset_tokens JOIN webhooks USING (id)", "1");
 
 	claim(f->s, "SM1", T0 + 1, STORE_CLAIM_DONE, &c);
 	assert_false(write_locked(f));
@@ -387,6 +480,7 @@ test_batch_group_commit(void **state)
 	struct fx		*f = *state;
 	struct store_claim	 c = { .user_id = BUF_INIT };
 	uint8_t			 h1[STORE_HASH_BYTES], h2[STORE_HASH_BYTES];
+	int64_t			 id1, id2;
 
 	hash_of(h1, 1);
 	hash_of(h2, 2);
@@ -395,36 +489,45 @@ test_batch_group_commit(void **state)
 	assert_int_equal(store_batch_begin(f->s), -1);	/* no nesting */
 	assert_true(write_locked(f));
 	claim(f->s, "SM1", T0, STORE_CLAIM_NEW, &c);
-	assert_int_equal(reset_finish(f->s, "SM1", 1, h1, "alice", T0 + 900, T0), 0);
+	assert_int_equal(reset_finish(f->s, "SM1", 1, h1, "alice", T0 + 900, T0,
+	    &id1), 0);
+	assert_true(id1 > 0);
 	assert_true(write_locked(f));
 	assert_sql(f, "SELECT count(*) FROM webhooks", "0");
 	/* The same webhook again in the same batch: its record, not a second run. */
 	claim(f->s, "SM1", T0, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 1);
 	assert_string_equal(c.user_id.data, "alice");
+	assert_int_equal(c.id, id1);
 	/* A finish that fails rolls back its own claim only. */
 	claim(f->s, "SM2", T0, STORE_CLAIM_NEW, &c);
-	assert_int_equal(reset_finish(f->s, "SM3", 1, h2, "bob", T0 + 900, T0), -1);
+	assert_int_equal(reset_finish(f->s, "SM3", 1, h2, "bob", T0 + 900, T0,
+	    NULL), -1);
 	/* A released claim leaves nothing either. */
 	claim(f->s, "SM4", T0, STORE_CLAIM_NEW, &c);
 	assert_int_equal(store_claim_release(f->s, ROUTE, "SM4"), 0);
 	claim(f->s, "SM5", T0, STORE_CLAIM_NEW, &c);
-	assert_int_equal(reset_finish(f->s, "SM5", 3, NULL, NULL, 0, T0), 0);
+	assert_int_equal(reset_finish(f->s, "SM5", 3, NULL, NULL, 0, T0, NULL), 0);
 	assert_int_equal(store_batch_end(f->s), 0);
 	assert_false(write_locked(f));
 	assert_sql(f, "SELECT group_concat(key || ':' || state || ':' || outcome, ' ')"
 	    " FROM (SELECT * FROM webhooks ORDER BY key)", "SM1:2:1 SM5:2:3");
 	assert_sql(f, "SELECT group_concat(user_id) FROM reset_tokens", "alice");
+	/* The token committed under the id the batch handed out. */
+	assert_sql(f, "SELECT count(*) FROM reset_tokens JOIN webhooks USING (id)"
+	    " WHERE key = 'SM1'", "1");
 	/* Outside a batch, each webhook commits on its own again. */
 	claim(f->s, "SM2", T0 + 1, STORE_CLAIM_NEW, &c);
 	assert_true(write_locked(f));
-	assert_int_equal(reset_finish(f->s, "SM2", 1, h2, "bob", T0 + 900, T0 + 1), 0);
+	assert_int_equal(reset_finish(f->s, "SM2", 1, h2, "bob", T0 + 900, T0 + 1,
+	    &id2), 0);
+	assert_true(id2 > id1);
 	assert_false(write_locked(f));
 	assert_sql(f, "SELECT count(*) FROM reset_tokens", "2");
 	/* A batch with a claim left open: rolled back at the end, the rest kept. */
 	assert_int_equal(store_batch_begin(f->s), 0);
 	claim(f->s, "SM6", T0, STORE_CLAIM_NEW, &c);
-	assert_int_equal(reset_finish(f->s, "SM6", 3, NULL, NULL, 0, T0), 0);
+	assert_int_equal(reset_finish(f->s, "SM6", 3, NULL, NULL, 0, T0, NULL), 0);
 	claim(f->s, "SM7", T0, STORE_CLAIM_NEW, &c);
 	assert_int_equal(store_batch_end(f->s), 0);
 	assert_false(write_locked(f));
@@ -440,25 +543,25 @@ test_finish_needs_running_claim(void **state)
 	struct fx		*f = *state;
 	struct store_claim	 c = { .user_id = BUF_INIT };
 	struct buf		 uid = BUF_INIT;
-	enum store_redeem	 r;
 	uint8_t			 h[STORE_HASH_BYTES];
 
 	hash_of(h, 2);
-	/* Never claimed: nothing written, no token. */
+	/* Never claimed: nothing written, no token (reset_finish checks id 0). */
 	assert_int_equal(reset_finish(f->s, "SM9", 1, h, "alice",
-	    T0 + 900, T0), -1);
-	assert_int_equal(store_token_redeem(f->s, h, T0, &r, &uid), 0);
-	assert_int_equal(r, STORE_REDEEM_UNKNOWN);
+	    T0 + 900, T0, NULL), -1);
+	assert_sql(f, "SELECT count(*) FROM reset_tokens", "0");
+	assert_int_equal(redeem(f->s, 1, 2, T0, &uid), STORE_REDEEM_UNKNOWN);
+	assert_int_equal(redeem(f->s, 0, 2, T0, &uid), STORE_REDEEM_UNKNOWN);
 	/* Finished twice: the second changes nothing. */
 	claim(f->s, "SM9", T0, STORE_CLAIM_NEW, &c);
 	assert_int_equal(reset_finish(f->s, "SM9", 1, NULL, NULL,
-	    0, T0), 0);
+	    0, T0, NULL), 0);
 	assert_int_equal(reset_finish(f->s, "SM9", 2, h, "alice",
-	    T0 + 900, T0), -1);
+	    T0 + 900, T0, NULL), -1);
 	claim(f->s, "SM9", T0, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 1);
-	assert_int_equal(store_token_redeem(f->s, h, T0, &r, &uid), 0);
-	assert_int_equal(r, STORE_REDEEM_UNKNOWN);
+	assert_true(c.id > 0);
+	assert_int_equal(redeem(f->s, c.id, 2, T0, &uid), STORE_REDEEM_UNKNOWN);
 	assert_false(write_locked(f));
 	/*
 	 * A finish that fails inside the claim's transaction (here: another
@@ -466,12 +569,13 @@ test_finish_needs_running_claim(void **state)
 	 * too, and leaves nothing open: the retry runs from scratch.
 	 */
 	claim(f->s, "SM8", T0, STORE_CLAIM_NEW, &c);
-	assert_int_equal(reset_finish(f->s, "SM7", 1, h, "alice", T0 + 900, T0), -1);
+	assert_int_equal(reset_finish(f->s, "SM7", 1, h, "alice", T0 + 900, T0,
+	    NULL), -1);
 	assert_false(write_locked(f));
 	assert_sql(f, "SELECT count(*) FROM webhooks WHERE key = 'SM8'", "0");
 	assert_int_equal(store_claim_release(f->s, ROUTE, "SM8"), 0);
 	claim(f->s, "SM8", T0 + 1, STORE_CLAIM_NEW, &c);
-	assert_int_equal(reset_finish(f->s, "SM8", 4, NULL, NULL, 0, T0 + 1), 0);
+	assert_int_equal(reset_finish(f->s, "SM8", 4, NULL, NULL, 0, T0 + 1, NULL), 0);
 	claim(f->s, "SM8", T0 + 2, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 4);
 	buf_free(&c.user_id);
@@ -495,7 +599,10 @@ test_claim_stale_takeover(void **state)
 {
 	struct fx		*f = *state;
 	struct store_claim	 c = { .user_id = BUF_INIT };
+	struct buf		 uid = BUF_INIT;
+	uint8_t			 h[STORE_HASH_BYTES];
 	char			 key[16];
+	int64_t			 id;
 
 	for (size_t i = 0; i < sizeof(stale_cases) / sizeof(stale_cases[0]); i++) {
 		snprintf(key, sizeof(key), "SM%zu", i);
@@ -507,12 +614,20 @@ test_claim_stale_takeover(void **state)
 	}
 	/* A released takeover leaves the dead run's record: still stale. */
 	claim(f->s, "SM3", T0 + STALE * 10 + 1, STORE_CLAIM_NEW, &c);
-	/* A finished one is answered from its record like any other. */
-	assert_int_equal(reset_finish(f->s, "SM3", 6, NULL, NULL, 0,
-	    T0 + STALE * 10 + 1), 0);
+	/* A finished one is answered from its record like any other... */
+	hash_of(h, 3);
+	assert_int_equal(reset_finish(f->s, "SM3", 6, h, "alice", T0 + 900,
+	    T0 + STALE * 10 + 1, &id), 0);
 	claim(f->s, "SM3", T0 + STALE * 10 + 2, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 6);
+	/* ...and its token has the dead run's record's id: no second record. */
+	assert_true(id > 0);
+	assert_int_equal(c.id, id);
+	assert_sql(f, "SELECT count(*) FROM reset_tokens JOIN webhooks USING (id)"
+	    " WHERE key = 'SM3'", "1");
+	assert_int_equal(redeem(f->s, id, 3, T0 + 2, &uid), STORE_REDEEM_OK);
 	buf_free(&c.user_id);
+	buf_free(&uid);
 }
 
 static void
@@ -529,7 +644,7 @@ test_claim_release(void **state)
 	claim(f->s, "SM1", T0 + 1, STORE_CLAIM_NEW, &c);
 	/* Release never drops a finished record. */
 	assert_int_equal(reset_finish(f->s, "SM1", 5, NULL, NULL,
-	    0, T0 + 1), 0);
+	    0, T0 + 1, NULL), 0);
 	assert_int_equal(store_claim_release(f->s, ROUTE, "SM1"), 0);
 	claim(f->s, "SM1", T0 + 2, STORE_CLAIM_DONE, &c);
 	assert_int_equal(store_claim_release(f->s, ROUTE, "nothing"), 0);
@@ -542,21 +657,32 @@ test_claim_release(void **state)
 	buf_free(&c.user_id);
 }
 
-static void
+/* Issue hash n's token to user through a webhook claimed at T0: its id. */
+static int64_t
 issue(struct store *s, const char *key, unsigned n, const char *user,
     int64_t expires_at)
 {
 	struct store_claim	c = { .user_id = BUF_INIT };
 	uint8_t			h[STORE_HASH_BYTES];
+	int64_t			id;
 
 	hash_of(h, n);
 	claim(s, key, T0, STORE_CLAIM_NEW, &c);
 	assert_int_equal(reset_finish(s, key, 1, h, user,
-	    expires_at, T0), 0);
+	    expires_at, T0, &id), 0);
+	assert_true(id > 0);
+	/* A replay reads the id back from the record, to answer the same link. */
+	claim(s, key, T0 + 1, STORE_CLAIM_DONE, &c);
+	assert_int_equal(c.id, id);
 	buf_free(&c.user_id);
+	return id;
 }
 
+/* test_redeem's tokens, by index into its ids[]. */
+enum { TOK_LEGACY, TOK_SM1, TOK_SM2, TOK_NONE, TOK_COUNT };
+
 struct redeem_case {
+	unsigned		 tok;
 	unsigned		 hash;
 	int64_t			 now;
 	enum store_redeem	 want;
@@ -564,12 +690,29 @@ struct redeem_case {
 };
 
 static const struct redeem_case redeem_cases[] = {
-	{ 1, T0 + 10, STORE_REDEEM_OK, "alice" },
-	{ 1, T0 + 11, STORE_REDEEM_SPENT, NULL },
-	{ 1, T0 + 10000, STORE_REDEEM_SPENT, NULL },	/* spent beats expired */
-	{ 2, T0 + 900, STORE_REDEEM_EXPIRED, NULL },	/* expires_at is exclusive */
-	{ 2, T0 + 899, STORE_REDEEM_OK, "bob" },
-	{ 3, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },
+	{ TOK_SM1, 1, T0 + 10, STORE_REDEEM_OK, "alice" },
+	{ TOK_SM1, 1, T0 + 11, STORE_REDEEM_SPENT, NULL },
+	{ TOK_SM1, 1, T0 + 10000, STORE_REDEEM_SPENT, NULL },	/* spent beats expired */
+	/* A wrong hash learns nothing of the row its id names, spent or not. */
+	{ TOK_SM1, 2, T0 + 12, STORE_REDEEM_UNKNOWN, NULL },
+	{ TOK_SM1, 1 | TAIL, T0 + 12, STORE_REDEEM_UNKNOWN, NULL },
+	{ TOK_SM2, 1, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },	/* another token's */
+	{ TOK_SM2, 2 | TAIL, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },
+	{ TOK_SM2, 3, T0 + 900, STORE_REDEEM_UNKNOWN, NULL },	/* nor expired */
+	{ TOK_SM2, 2, T0 + 900, STORE_REDEEM_EXPIRED, NULL },	/* expires_at is exclusive */
+	{ TOK_SM2, 2, T0 + 899, STORE_REDEEM_OK, "bob" },	/* wrong guesses spent nothing */
+	{ TOK_NONE, 2, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },	/* never issued */
+	{ TOK_NONE, 3, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },
+	/* Id 0: a token from before release 0.4, found by its hash alone... */
+	{ TOK_LEGACY, 5, T0 + 10, STORE_REDEEM_OK, "carol" },
+	{ TOK_LEGACY, 5, T0 + 11, STORE_REDEEM_SPENT, NULL },
+	{ TOK_LEGACY, 6, T0 + 900, STORE_REDEEM_EXPIRED, NULL },
+	{ TOK_LEGACY, 6, T0 + 899, STORE_REDEEM_OK, "dave" },
+	{ TOK_LEGACY, 7, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },
+	/* ...among those only: a token of ours is not found without its id. */
+	{ TOK_LEGACY, 3, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },
+	/* Nor is one from before under an id. */
+	{ TOK_SM1, 5, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },
 };
 
 static void
@@ -578,16 +721,19 @@ test_redeem(void **state)
 	struct fx		*f = *state;
 	struct buf		 uid = BUF_INIT;
 	enum store_redeem	 r;
-	uint8_t			 h[STORE_HASH_BYTES];
+	int64_t			 ids[TOK_COUNT] = { 0 };
 
-	issue(f->s, "SM1", 1, "alice", T0 + 900);
-	issue(f->s, "SM2", 2, "bob", T0 + 900);
+	issue(f->s, "SM3", 3, "carol", T0 + 900);		/* only under wrong ids */
+	ids[TOK_SM1] = issue(f->s, "SM1", 1, "alice", T0 + 900);
+	ids[TOK_SM2] = issue(f->s, "SM2", 2, "bob", T0 + 900);
+	assert_true(ids[TOK_SM2] > ids[TOK_SM1]);		/* in arrival order */
+	ids[TOK_NONE] = ids[TOK_SM2] + 1;			/* the next: none yet */
+	legacy_token(f, 5, "carol", T0 + 900);
+	legacy_token(f, 6, "dave", T0 + 900);
 	for (size_t i = 0; i < sizeof(redeem_cases) / sizeof(redeem_cases[0]); i++) {
 		const struct redeem_case *rc = &redeem_cases[i];
 
-		hash_of(h, rc->hash);
-		buf_reset(&uid);
-		assert_int_equal(store_token_redeem(f->s, h, rc->now, &r, &uid), 0);
+		r = redeem(f->s, ids[rc->tok], rc->hash, rc->now, &uid);
 		if (r != rc->want)
 			fail_msg("case %zu: got %d, want %d", i, r, rc->want);
 		if (rc->user != NULL)
@@ -598,37 +744,58 @@ test_redeem(void **state)
 	buf_free(&uid);
 }
 
+/*
+ * Purge deletes by id, the order of arrival: every row before the first
+ * one still to keep. A row out of order (older than one before it) stays,
+ * and keeps the ones after it: purge may keep a row too long, never delete
+ * one to keep. Tokens from before release 0.4 go by expiry, as they did.
+ */
 static void
 test_purge(void **state)
 {
 	struct fx		*f = *state;
 	struct store_claim	 c = { .user_id = BUF_INIT };
 	struct buf		 uid = BUF_INIT;
-	enum store_redeem	 r;
-	uint8_t			 h[STORE_HASH_BYTES];
 	const int64_t		 keep = 30 * 86400, now = T0 + keep + 100;
+	const int64_t		 later = now + 2 * keep;
+	int64_t			 old, smt, late;
 
-	issue(f->s, "old", 1, "alice", T0 + 900);		/* finished at T0 */
+	old = issue(f->s, "old", 1, "alice", T0 + 900);		/* finished at T0 */
 	running_row(f, ROUTE, "abandoned", T0);			/* never finished */
 	claim(f->s, "recent", now - 50, STORE_CLAIM_NEW, &c);
 	assert_int_equal(reset_finish(f->s, "recent", 1, NULL, NULL,
-	    0, now - 50), 0);
+	    0, now - 50, NULL), 0);
 	running_row(f, ROUTE, "running", now - 10);
-	issue(f->s, "SMt", 2, "bob", now - 3600);		/* expired an hour ago */
+	/* Both started at T0, but arrived after "recent". */
+	smt = issue(f->s, "SMt", 2, "bob", now - 3600);		/* expired an hour ago */
+	late = issue(f->s, "late", 3, "carol", T0 + 900);	/* long ago, after SMt's */
+	legacy_token(f, 11, "dave", T0 + 900);
+	legacy_token(f, 12, "erin", now - 3600);
 	assert_int_equal(store_purge(f->s, now, keep), 0);
 
+	assert_sql(f, "SELECT group_concat(key) FROM"
+	    " (SELECT key FROM webhooks ORDER BY id)", "recent,running,SMt,late");
 	claim(f->s, "old", now, STORE_CLAIM_NEW, &c);
 	assert_int_equal(store_claim_release(f->s, ROUTE, "old"), 0);
 	claim(f->s, "abandoned", now, STORE_CLAIM_NEW, &c);
 	assert_int_equal(store_claim_release(f->s, ROUTE, "abandoned"), 0);
 	claim(f->s, "recent", now, STORE_CLAIM_DONE, &c);
 	claim(f->s, "running", now, STORE_CLAIM_RUNNING, &c);
-	hash_of(h, 1);
-	assert_int_equal(store_token_redeem(f->s, h, now, &r, &uid), 0);
-	assert_int_equal(r, STORE_REDEEM_UNKNOWN);
-	hash_of(h, 2);
-	assert_int_equal(store_token_redeem(f->s, h, now, &r, &uid), 0);
-	assert_int_equal(r, STORE_REDEEM_EXPIRED);
+	claim(f->s, "SMt", now, STORE_CLAIM_DONE, &c);
+	assert_int_equal(c.id, smt);
+	assert_int_equal(redeem(f->s, old, 1, now, &uid), STORE_REDEEM_UNKNOWN);
+	assert_int_equal(redeem(f->s, smt, 2, now, &uid), STORE_REDEEM_EXPIRED);
+	assert_int_equal(redeem(f->s, late, 3, now, &uid), STORE_REDEEM_EXPIRED);
+	assert_int_equal(redeem(f->s, 0, 11, now, &uid), STORE_REDEEM_UNKNOWN);
+	assert_int_equal(redeem(f->s, 0, 12, now, &uid), STORE_REDEEM_EXPIRED);
+
+	/* Once all is old, all goes; and ids are never handed out again. */
+	assert_int_equal(store_purge(f->s, later, keep), 0);
+	assert_sql(f, "SELECT (SELECT count(*) FROM webhooks) || ' ' ||"
+	    " (SELECT count(*) FROM reset_tokens) || ' ' ||"
+	    " (SELECT count(*) FROM reset_tokens_legacy)", "0 0 0");
+	assert_true(issue(f->s, "next", 4, "alice", later + 900) > late);
+	assert_int_equal(redeem(f->s, late, 3, later, &uid), STORE_REDEEM_UNKNOWN);
 	buf_free(&c.user_id);
 	buf_free(&uid);
 }
@@ -640,6 +807,7 @@ struct racer {
 	struct store		*s;
 	pthread_barrier_t	*barrier;
 	char			 key[16];
+	int64_t			 id;		/* the token race_redeem spends */
 	int			 rc;
 	enum store_claim_state	 state;
 	enum store_redeem	 redeem;
@@ -655,6 +823,7 @@ race_claim(void *arg)
 	struct buf		 uid = BUF_INIT;
 	const struct timespec	 work = { 0, 200000 };
 	bool			 found;
+	int64_t			 tid;
 	int			 by;
 
 	pthread_barrier_wait(r->barrier);
@@ -665,7 +834,7 @@ race_claim(void *arg)
 		r->rc = store_user_lookup(r->s, "+15550000001", &uid, &found);
 		if (r->rc == 0)
 			r->rc = store_reset_finish(r->s, ROUTE, r->key, 9, NULL,
-			    uid.data, 0, T0, NULL, 0, &by);
+			    uid.data, 0, T0, NULL, 0, &by, &tid);
 	} else if (c.state == STORE_CLAIM_DONE) {
 		snprintf(r->user, sizeof(r->user), "%d %s", c.outcome,
 		    c.user_id.data != NULL ? c.user_id.data : "");
@@ -684,7 +853,7 @@ race_redeem(void *arg)
 
 	hash_of(h, (unsigned)atoi(r->key + 2));
 	pthread_barrier_wait(r->barrier);
-	r->rc = store_token_redeem(r->s, h, T0 + 1, &r->redeem, &uid);
+	r->rc = store_token_redeem(r->s, r->id, h, T0 + 1, &r->redeem, &uid);
 	snprintf(r->user, sizeof(r->user), "%s", uid.data != NULL ? uid.data : "");
 	buf_free(&uid);
 	return NULL;
@@ -692,14 +861,15 @@ race_redeem(void *arg)
 
 /* THREADS threads, each with its own connection, released together. */
 static void
-race(struct store *s, void *(*fn)(void *), const char *key, struct racer *r)
+race(struct store *s, void *(*fn)(void *), const char *key, int64_t id,
+    struct racer *r)
 {
 	pthread_barrier_t	barrier;
 	pthread_t		th[THREADS];
 
 	pthread_barrier_init(&barrier, NULL, THREADS);
 	for (int i = 0; i < THREADS; i++) {
-		r[i] = (struct racer){ .s = s, .barrier = &barrier, .rc = -2 };
+		r[i] = (struct racer){ .s = s, .barrier = &barrier, .id = id, .rc = -2 };
 		snprintf(r[i].key, sizeof(r[i].key), "%s", key);
 		assert_int_equal(pthread_create(&th[i], NULL, fn, &r[i]), 0);
 	}
@@ -751,7 +921,7 @@ test_concurrent_claims(void **state)
 		int fresh = 0, done = 0;
 
 		snprintf(key, sizeof(key), "SM%d", round);
-		race(f->s, race_claim, key, r);
+		race(f->s, race_claim, key, 0, r);
 		/* Exactly one ran it; every duplicate waited and got its record. */
 		for (int i = 0; i < THREADS; i++) {
 			assert_int_equal(r[i].rc, 0);
@@ -779,8 +949,8 @@ test_concurrent_redeem(void **state)
 		int ok = 0, spent = 0;
 
 		snprintf(key, sizeof(key), "SM%u", round);
-		issue(f->s, key, round, "alice", T0 + 900);
-		race(f->s, race_redeem, key, r);
+		race(f->s, race_redeem, key, issue(f->s, key, round, "alice",
+		    T0 + 900), r);
 		for (int i = 0; i < THREADS; i++) {
 			assert_int_equal(r[i].rc, 0);
 			if (r[i].redeem == STORE_REDEEM_OK) {
@@ -838,7 +1008,7 @@ static const char v2_additions[] =
 	"  window_start INTEGER NOT NULL, count INTEGER NOT NULL);"
 	"PRAGMA user_version = 2;"
 	"INSERT INTO webhooks VALUES ('/sms/reset', 'SMrun', 1, NULL, NULL,"
-	"  1700000000, NULL);"
+	"  1700000001, NULL);"
 	"INSERT INTO rate_limits VALUES ('reset:+15550000001', 1700000000, 2);"
 	"INSERT INTO pins VALUES ('alice', '+15550000001',"
 	"  X'0700000000000000000000000000000000000000000000000000000000000000',"
@@ -852,10 +1022,12 @@ static const struct {
 	const char	*table;
 	const char	*columns;
 	bool		 without_rowid;
-} v3_tables[] = {
+} v4_tables[] = {
 	{ "users", "phone,user_id", true },
-	{ "webhooks", "route,key,state,outcome,user_id,started_at,finished_at", true },
-	{ "reset_tokens", "hash,user_id,expires_at,used_at,created_at", true },
+	{ "webhooks", "id,route,key,state,outcome,user_id,started_at,finished_at",
+	    false },
+	{ "reset_tokens", "id,hash,user_id,expires_at,used_at,created_at", false },
+	{ "reset_tokens_legacy", "hash,user_id,expires_at,used_at,created_at", true },
 	{ "pins", "user_id,phone,hash,expires_at,attempts,created_at", false },
 	{ "outbox", "id,to_phone,body,status,attempts,next_attempt_at,lease_until,"
 	    "expires_at,twilio_sid,http_status,error_code,delivery_status,"
@@ -864,32 +1036,43 @@ static const struct {
 };
 
 static void
-check_v3_schema(const char *db)
+check_v4_schema(const char *db)
 {
 	char	sql[256], out[256];
 
-	assert_string_equal(q(db, "PRAGMA user_version", out), "3");
-	for (size_t i = 0; i < sizeof(v3_tables) / sizeof(v3_tables[0]); i++) {
+	assert_string_equal(q(db, "PRAGMA user_version", out), "4");
+	for (size_t i = 0; i < sizeof(v4_tables) / sizeof(v4_tables[0]); i++) {
 		snprintf(sql, sizeof(sql), "SELECT group_concat(name, ',') FROM"
 		    " (SELECT name FROM pragma_table_info('%s') ORDER BY cid)",
-		    v3_tables[i].table);
-		assert_string_equal(q(db, sql, out), v3_tables[i].columns);
+		    v4_tables[i].table);
+		assert_string_equal(q(db, sql, out), v4_tables[i].columns);
 		snprintf(sql, sizeof(sql), "SELECT wr FROM pragma_table_list"
-		    " WHERE name = '%s' AND schema = 'main'", v3_tables[i].table);
+		    " WHERE name = '%s' AND schema = 'main'", v4_tables[i].table);
 		assert_string_equal(q(db, sql, out),
-		    v3_tables[i].without_rowid ? "1" : "0");
+		    v4_tables[i].without_rowid ? "1" : "0");
 	}
 	/* Only the indexes a query uses (test_query_plans). */
 	assert_string_equal(q(db, "SELECT group_concat(name, ',') FROM (SELECT name"
 	    " FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL"
 	    " ORDER BY name)", out),
-	    "outbox_due,outbox_sid,pins_phone,reset_tokens_expires,webhooks_started");
-	/* No leftover of the copies. */
+	    "outbox_due,outbox_sid,pins_phone,reset_tokens_expires,webhooks_key");
+	/* One webhook per (route, key); the old expiry index went with its table. */
+	assert_string_equal(q(db, "SELECT \"unique\" || ' ' || (SELECT group_concat(name)"
+	    " FROM pragma_index_info('webhooks_key')) FROM pragma_index_list('webhooks')"
+	    " WHERE name = 'webhooks_key'", out), "1 route,key");
+	assert_string_equal(q(db, "SELECT tbl_name FROM sqlite_schema"
+	    " WHERE name = 'reset_tokens_expires'", out), "reset_tokens_legacy");
+	/*
+	 * No leftover of the copies. sqlite_sequence is AUTOINCREMENT's (ids
+	 * never reused), and must follow webhooks' renaming.
+	 */
 	assert_string_equal(q(db, "SELECT count(*) FROM sqlite_schema"
-	    " WHERE name LIKE '%_v3'", out), "0");
+	    " WHERE name LIKE '%_v3' OR name LIKE '%_v4'", out), "0");
+	assert_string_equal(q(db, "SELECT count(*) FROM sqlite_sequence"
+	    " WHERE name <> 'webhooks'", out), "0");
 }
 
-/* Schema objects of a that b lacks, and the other way (check_v3_schema checks columns). */
+/* Schema objects of a that b lacks, and the other way (check_v4_schema checks columns). */
 static const char *
 schema_diff(const char *a, const char *b, char out[256])
 {
@@ -933,29 +1116,34 @@ test_migrate_v1(void **state)
 	struct store		*s;
 	struct store_claim	 c = { .user_id = BUF_INIT };
 	struct buf		 uid = BUF_INIT;
-	enum store_redeem	 r;
-	uint8_t			 h[STORE_HASH_BYTES];
 	char			 path[160], err[256], out[256];
 
-	check_v3_schema(f->ss.db);
+	check_v4_schema(f->ss.db);
 	snprintf(path, sizeof(path), "%s/v1.db", f->ss.dir);
 	old_database(path, v1_database, NULL);
 
 	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
-	check_v3_schema(path);
+	check_v4_schema(path);
 	assert_string_equal(schema_diff(f->ss.db, path, out), "0");
 	/* The old release's rows are all still there. */
 	check_lookups(s, (const struct lookup_case[]){ { "+15550000001", "alice" } }, 1);
 	claim(s, "SMold", T0 + 5, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 7);
 	assert_string_equal(c.user_id.data, "alice");
-	hash_of(h, 1);
-	assert_int_equal(store_token_redeem(s, h, T0 + 5, &r, &uid), 0);
-	assert_int_equal(r, STORE_REDEEM_OK);
+	/* A record from before has an id below 1: its token has none... */
+	assert_int_equal(c.id, -1);
+	assert_int_equal(redeem(s, c.id, 1, T0 + 5, &uid), STORE_REDEEM_UNKNOWN);
+	/* ...and is found by its hash, as before. */
+	assert_int_equal(redeem(s, 0, 1, T0 + 5, &uid), STORE_REDEEM_OK);
+	assert_string_equal(uid.data, "alice");
+	/* New records count from 1, past every one from before. */
+	assert_int_equal(issue(s, "SMnew", 2, "alice", T0 + 900), 1);
+	assert_int_equal(redeem(s, 1, 2, T0 + 6, &uid), STORE_REDEEM_OK);
 	store_close(s);
-	/* Opening a migrated database again changes nothing. */
+	/* Opening a migrated database again changes nothing: ids go on. */
 	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
-	check_v3_schema(path);
+	check_v4_schema(path);
+	assert_int_equal(issue(s, "SMnew2", 3, "alice", T0 + 900), 2);
 	store_close(s);
 	buf_free(&c.user_id);
 	buf_free(&uid);
@@ -968,35 +1156,57 @@ test_migrate_v2(void **state)
 	struct store		*s;
 	struct store_claim	 c = { .user_id = BUF_INIT };
 	struct buf		 uid = BUF_INIT;
-	enum store_redeem	 r;
 	enum store_pin_check	 pr;
 	uint8_t			 h[STORE_HASH_BYTES];
 	char			 path[160], err[256], out[256];
 	int			 by;
+	int64_t			 tid;
 	const struct store_limit lim = { "reset:+15550000001", 3, 3600 };
 
 	snprintf(path, sizeof(path), "%s/v2.db", f->ss.dir);
 	old_database(path, v1_database, v2_additions);
 	assert_int_equal(store_open(path, &s, err, sizeof(err)), 0);
-	check_v3_schema(path);
+	check_v4_schema(path);
 	assert_string_equal(schema_diff(f->ss.db, path, out), "0");
 	/* Every row came along: users, records, tokens, limits, PINs, outbox. */
 	check_lookups(s, (const struct lookup_case[]){ { "+15550000001", "alice" } }, 1);
 	claim(s, "SMold", T0 + 5, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 7);
+	assert_true(c.id < 0);
 	claim(s, "SMrun", T0 + 5, STORE_CLAIM_RUNNING, &c);
-	hash_of(h, 1);
-	assert_int_equal(store_token_redeem(s, h, T0 + 5, &r, &uid), 0);
-	assert_int_equal(r, STORE_REDEEM_OK);
+	/*
+	 * Finished records from before got ids -n..-1, oldest first; one still
+	 * running a new id, since a takeover issues its token under it.
+	 */
+	assert_string_equal(q(path, "SELECT group_concat(id || ' ' || key) FROM"
+	    " (SELECT id, key FROM webhooks ORDER BY id)", out), "-1 SMold,1 SMrun");
+	assert_int_equal(redeem(s, 0, 1, T0 + 5, &uid), STORE_REDEEM_OK);
 	/* The window of 2 carried over: one more fits, the next is limited. */
 	claim(s, "SMa", T0 + 6, STORE_CLAIM_NEW, &c);
 	assert_int_equal(store_reset_finish(s, ROUTE, "SMa", 1, NULL, NULL, 0,
-	    T0 + 6, &lim, 1, &by), 0);
+	    T0 + 6, &lim, 1, &by, &tid), 0);
 	assert_int_equal(by, -1);
+	assert_int_equal(tid, 0);
+	claim(s, "SMa", T0 + 6, STORE_CLAIM_DONE, &c);
+	assert_int_equal(c.id, 2);		/* the first new record, after SMrun */
 	claim(s, "SMb", T0 + 7, STORE_CLAIM_NEW, &c);
 	assert_int_equal(store_reset_finish(s, ROUTE, "SMb", 1, NULL, NULL, 0,
-	    T0 + 7, &lim, 1, &by), 0);
+	    T0 + 7, &lim, 1, &by, &tid), 0);
 	assert_int_equal(by, 0);
+	assert_int_equal(tid, 0);
+	/*
+	 * A run from before the upgrade that died, taken over after it: the
+	 * token goes under the (positive) id its record got in the migration,
+	 * where the link and a replay find it.
+	 */
+	hash_of(h, 9);
+	claim(s, "SMrun", T0 + 1 + STALE, STORE_CLAIM_NEW, &c);
+	assert_int_equal(reset_finish(s, "SMrun", 1, h, "alice", T0 + 900,
+	    T0 + 1 + STALE, &tid), 0);
+	claim(s, "SMrun", T0 + 2 + STALE, STORE_CLAIM_DONE, &c);
+	assert_int_equal(c.id, tid);
+	assert_int_equal(tid, 1);
+	assert_int_equal(redeem(s, tid, 9, T0 + 2 + STALE, &uid), STORE_REDEEM_OK);
 	hash_of(h, 7);
 	buf_reset(&uid);
 	assert_int_equal(store_pin_verify(s, "+15550000001", h, 3, T0 + 8, &pr, &uid), 0);
@@ -1011,31 +1221,58 @@ test_migrate_v2(void **state)
 
 /*
  * The lookups the backend makes (as store_sqlite.c spells them) find rows by
- * a key or an index, and each index serves one of them. The purges of pins
- * and rate_limits scan: small tables, once an hour.
+ * a key or an index, and each index serves one of them. Nothing on a
+ * webhook's path scans or sorts. The purges of webhooks and reset_tokens
+ * walk ids from the oldest to the first row to keep (the rows they delete,
+ * and one more); those of pins and rate_limits scan: small tables, once an
+ * hour.
  */
 static const struct {
 	const char	*sql;
 	const char	*plan;		/* a substring of the plan's detail */
+	const char	*scan;		/* the one SCAN it may do, or NULL */
 } query_plans[] = {
 	{ "SELECT user_id FROM users WHERE phone = ?1",
-	    "SEARCH users USING PRIMARY KEY (phone=?)" },
-	{ "SELECT state FROM webhooks WHERE route = ?1 AND key = ?2",
-	    "SEARCH webhooks USING PRIMARY KEY (route=? AND key=?)" },
-	{ "DELETE FROM webhooks WHERE started_at < ?1",
-	    "INDEX webhooks_started (started_at<?)" },
-	{ "SELECT used_at FROM reset_tokens WHERE hash = ?1",
-	    "SEARCH reset_tokens USING PRIMARY KEY (hash=?)" },
-	{ "DELETE FROM reset_tokens WHERE expires_at < ?1",
-	    "INDEX reset_tokens_expires (expires_at<?)" },
+	    "SEARCH users USING PRIMARY KEY (phone=?)", NULL },
+	{ "SELECT state, outcome, user_id, started_at, id FROM webhooks"
+	    " WHERE route = ?1 AND key = ?2",
+	    "SEARCH webhooks USING INDEX webhooks_key (route=? AND key=?)", NULL },
+	{ "UPDATE webhooks SET started_at = ?3 WHERE route = ?1 AND key = ?2"
+	    " AND state = 1",
+	    "SEARCH webhooks USING INDEX webhooks_key (route=? AND key=?)", NULL },
+	{ "UPDATE webhooks SET state = 2, outcome = ?3, user_id = ?4,"
+	    " finished_at = ?5 WHERE route = ?1 AND key = ?2 AND state = 1"
+	    " RETURNING id",
+	    "SEARCH webhooks USING INDEX webhooks_key (route=? AND key=?)", NULL },
+	{ "DELETE FROM webhooks WHERE id < coalesce((SELECT id FROM webhooks"
+	    " WHERE started_at >= ?1 ORDER BY id LIMIT 1),"
+	    " (SELECT max(id) + 1 FROM webhooks))",
+	    "SEARCH webhooks USING INTEGER PRIMARY KEY (rowid<?)", "SCAN webhooks" },
+	{ "SELECT hash, user_id, expires_at, used_at IS NOT NULL FROM reset_tokens"
+	    " WHERE id = ?1",
+	    "SEARCH reset_tokens USING INTEGER PRIMARY KEY (rowid=?)", NULL },
+	{ "UPDATE reset_tokens SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
+	    "SEARCH reset_tokens USING INTEGER PRIMARY KEY (rowid=?)", NULL },
+	{ "DELETE FROM reset_tokens WHERE id < coalesce((SELECT id FROM reset_tokens"
+	    " WHERE expires_at >= ?1 ORDER BY id LIMIT 1),"
+	    " (SELECT max(id) + 1 FROM reset_tokens))",
+	    "SEARCH reset_tokens USING INTEGER PRIMARY KEY (rowid<?)",
+	    "SCAN reset_tokens" },
+	{ "UPDATE reset_tokens_legacy SET used_at = ?2 WHERE hash = ?1"
+	    " AND used_at IS NULL AND expires_at > ?2 RETURNING user_id",
+	    "SEARCH reset_tokens_legacy USING PRIMARY KEY (hash=?)", NULL },
+	{ "SELECT used_at IS NOT NULL FROM reset_tokens_legacy WHERE hash = ?1",
+	    "SEARCH reset_tokens_legacy USING PRIMARY KEY (hash=?)", NULL },
+	{ "DELETE FROM reset_tokens_legacy WHERE expires_at < ?1",
+	    "INDEX reset_tokens_expires (expires_at<?)", NULL },
 	{ "SELECT count FROM rate_limits WHERE key = ?1",
-	    "SEARCH rate_limits USING PRIMARY KEY (key=?)" },
+	    "SEARCH rate_limits USING PRIMARY KEY (key=?)", NULL },
 	{ "SELECT rowid FROM pins WHERE phone = ?1 ORDER BY created_at DESC, rowid DESC",
-	    "INDEX pins_phone (phone=?)" },
+	    "INDEX pins_phone (phone=?)", NULL },
 	{ "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1",
-	    "INDEX outbox_due (status=? AND next_attempt_at<?)" },
+	    "INDEX outbox_due (status=? AND next_attempt_at<?)", NULL },
 	{ "SELECT id FROM outbox WHERE twilio_sid = ?1",
-	    "INDEX outbox_sid (twilio_sid=?)" },
+	    "INDEX outbox_sid (twilio_sid=?)", NULL },
 };
 
 static void
@@ -1049,14 +1286,23 @@ test_query_plans(void **state)
 	assert_int_equal(sqlite3_open_v2(f->ss.db, &h, SQLITE_OPEN_READONLY, NULL),
 	    SQLITE_OK);
 	for (size_t i = 0; i < sizeof(query_plans) / sizeof(query_plans[0]); i++) {
-		bool found = false;
+		const char	*want_scan = query_plans[i].scan;
+		bool		 found = false;
 
 		snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", query_plans[i].sql);
 		if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
 			fail_msg("%s: %s", sql, sqlite3_errmsg(h));
-		while (sqlite3_step(st) == SQLITE_ROW)
-			found |= strstr((const char *)sqlite3_column_text(st, 3),
-			    query_plans[i].plan) != NULL;
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const char *detail = (const char *)sqlite3_column_text(st, 3);
+
+			found |= strstr(detail, query_plans[i].plan) != NULL;
+			/* A scan (even of an index) or a sort is a walk of a table. */
+			if ((strncmp(detail, "SCAN ", 5) == 0 && (want_scan == NULL ||
+			    strcmp(detail, want_scan) != 0)) ||
+			    strstr(detail, "TEMP B-TREE") != NULL)
+				fail_msg("%s: \"%s\" in its plan", query_plans[i].sql,
+				    detail);
+		}
 		sqlite3_finalize(st);
 		if (!found)
 			fail_msg("%s: no \"%s\" in its plan", query_plans[i].sql,
@@ -1101,10 +1347,10 @@ test_limits(void **state)
 	struct store_claim	 c = { .user_id = BUF_INIT };
 	struct buf		 uid = BUF_INIT;
 	struct store_limit	 lim[2];
-	enum store_redeem	 r;
 	uint8_t			 h[STORE_HASH_BYTES];
 	char			 key[16];
 	int			 by;
+	int64_t			 tid, prev = 0;
 
 	for (size_t i = 0; i < sizeof(limit_steps) / sizeof(limit_steps[0]); i++) {
 		const struct limit_step *st = &limit_steps[i];
@@ -1115,14 +1361,18 @@ test_limits(void **state)
 		hash_of(h, 100 + (unsigned)i);
 		claim(f->s, key, st->at, STORE_CLAIM_NEW, &c);
 		assert_int_equal(store_reset_finish(f->s, ROUTE, key, 1, h, "alice",
-		    T0 + 5000, st->at, lim, st->n, &by), 0);
+		    T0 + 5000, st->at, lim, st->n, &by, &tid), 0);
 		if (by != st->want)
 			fail_msg("step %zu: limited_by %d, want %d", i, by, st->want);
 		/* A limited webhook is answered from its record, and issued nothing. */
 		claim(f->s, key, st->at + 1, STORE_CLAIM_DONE, &c);
 		assert_int_equal(c.outcome, st->want >= 0 ? STORE_OUTCOME_LIMITED : 1);
-		assert_int_equal(store_token_redeem(f->s, h, T0 + 1, &r, &uid), 0);
-		assert_int_equal(r, st->want >= 0 ? STORE_REDEEM_UNKNOWN : STORE_REDEEM_OK);
+		assert_int_equal(tid, st->want >= 0 ? 0 : c.id);
+		/* Its record has an id all the same, in arrival order. */
+		assert_true(c.id > prev);
+		prev = c.id;
+		assert_int_equal(redeem(f->s, c.id, 100 + (unsigned)i, T0 + 1, &uid),
+		    st->want >= 0 ? STORE_REDEEM_UNKNOWN : STORE_REDEEM_OK);
 	}
 	assert_sql(f, "SELECT group_concat(key || ' ' || (window_start - 1700000000)"
 	    " || ' ' || count, ',') FROM (SELECT * FROM rate_limits ORDER BY key)",
@@ -1660,6 +1910,7 @@ test_purge_pins_outbox_limits(void **state)
 	const int64_t		 keep = 30 * 86400, now = T0 + keep + 100;
 	const struct store_limit old = { "old", 5, 100 }, recent = { "recent", 5, 100 };
 	int			 by;
+	int64_t			 tid;
 
 	/* Rows 1 and 2 at T0, 3 and 4 an hour ago. */
 	assert_int_equal(pin_issue(f->s, "P1", "alice", "+15550000001", 1, T0, &old, 1), -1);
@@ -1686,8 +1937,9 @@ test_purge_pins_outbox_limits(void **state)
 	/* A purged window starts afresh. */
 	assert_int_equal(store_claim(f->s, ROUTE, "R1", now, STALE, &c), 0);
 	assert_int_equal(store_reset_finish(f->s, ROUTE, "R1", 1, NULL, NULL, 0, now,
-	    &old, 1, &by), 0);
+	    &old, 1, &by, &tid), 0);
 	assert_int_equal(by, -1);
+	assert_int_equal(tid, 0);
 	assert_sql(f, "SELECT count FROM rate_limits WHERE key = 'old'", "1");
 	buf_free(&c.user_id);
 }
@@ -1704,7 +1956,7 @@ test_claim_heals_leaked_transaction(void **state)
 
 	claim(f->s, "SM1", T0, STORE_CLAIM_NEW, &c);
 	claim(f->s, "SM2", T0, STORE_CLAIM_NEW, &c);
-	assert_int_equal(reset_finish(f->s, "SM2", 1, NULL, NULL, 0, T0), 0);
+	assert_int_equal(reset_finish(f->s, "SM2", 1, NULL, NULL, 0, T0, NULL), 0);
 	assert_false(write_locked(f));
 	assert_sql(f, "SELECT group_concat(key) FROM webhooks", "SM2");
 	buf_free(&c.user_id);
@@ -1730,6 +1982,7 @@ crash_webhooks(void *arg)
 	char			 key[16];
 	bool			 found;
 	int			 by;
+	int64_t			 tid;
 
 	w->rc = 0;
 	for (unsigned i = w->first; i < CRASH_WEBHOOKS && w->rc == 0; i += 2) {
@@ -1741,7 +1994,7 @@ crash_webhooks(void *arg)
 		    store_user_lookup(w->s, w->phones[i * 7 % CRASH_USERS], &uid,
 		    &found) == -1 || !found ||
 		    store_reset_finish(w->s, ROUTE, key, 1, h, uid.data, T0 + 900,
-		    T0, NULL, 0, &by) == -1)
+		    T0, NULL, 0, &by, &tid) == -1 || tid <= 0)
 			w->rc = 3;
 	}
 	buf_free(&c.user_id);
@@ -1814,6 +2067,9 @@ test_wal_survives_kill(void **state)
 	assert_string_equal(q(db, "SELECT count(*) FROM webhooks WHERE state = 2"
 	    " AND user_id = 'user'", out), "4000");
 	assert_string_equal(q(db, "SELECT count(*) FROM reset_tokens", out), "4000");
+	/* Each token under its record's id; ids 1..4000, none lost or reused. */
+	assert_string_equal(q(db, "SELECT count(*) || ' ' || min(id) || ' ' || max(id)"
+	    " FROM reset_tokens JOIN webhooks USING (id)", out), "4000 1 4000");
 	unlink(db);
 	unlink(wal);
 	snprintf(wal, sizeof(wal), "%s-shm", db);
