@@ -50,7 +50,8 @@
 #define MAX_LIMIT_WINDOW              (7u * 24u * 3600u)
 
 /* Outbox: delivery outside the webhook threads. */
-#define OUTBOX_WORKERS                2u        /* concurrent API calls */
+#define OUTBOX_WORKERS                2u        /* threads, each sending rounds of... */
+#define OUTBOX_CALLS                  2u        /* ...up to this many API calls at once */
 /*
  * Messages leased per round: OUTBOX_BATCH_MIN, doubling while each round
  * comes back full (a backlog) up to OUTBOX_BATCH, so a short burst spreads

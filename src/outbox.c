@@ -324,70 +324,94 @@ record_failed(struct outbox *ob, const struct store_outbox_msg *m,
 		store_failed(ob, "recording a failure");
 }
 
+/* A round's message: the leased row and its masked destination for logs. */
+struct sending {
+	struct store_outbox_msg	*m;
+	char			 masked[PHONE_MASK_MAX];
+};
+
+/* Send a round at once, then record each outcome. */
 static void
-send_one(struct worker *w, const struct store_outbox_msg *m, int64_t now,
-    const char *masked)
+send_round(struct worker *w, struct sending *round, size_t n, int64_t now)
 {
 	struct outbox		*ob = w->ob;
-	struct twilio_message	 msg = {
-		.to = m->to,
-		.body = m->body.data != NULL ? m->body.data : "",
-		.validity_period = (unsigned)(m->expires_at - now),
-		.status_callback = ob->cfg.status_callback,
-	};
-	struct twilio_result	 res;
+	struct twilio_message	 msgs[OUTBOX_CALLS];
+	struct twilio_result	 res[OUTBOX_CALLS];
 
-	twilio_api_send(w->api, &msg, &res);
+	for (size_t i = 0; i < n; i++) {
+		const struct store_outbox_msg *m = round[i].m;
+
+		msgs[i] = (struct twilio_message){
+			.to = m->to,
+			.body = m->body.data != NULL ? m->body.data : "",
+			.validity_period = (unsigned)(m->expires_at - now),
+			.status_callback = ob->cfg.status_callback,
+		};
+	}
+	twilio_api_send(w->api, msgs, n, res);
 	now = (int64_t)time(NULL);
-	switch (res.outcome) {
-	case TWILIO_ACCEPTED:
-		record_sent(ob, m, &res, masked);
-		break;
-	case TWILIO_RETRY:
-		record_retry(ob, m, &res, masked, now);
-		break;
-	case TWILIO_PERMANENT:
-	default:
-		record_failed(ob, m, &res, masked, now);
-		break;
+	for (size_t i = 0; i < n; i++) {
+		switch (res[i].outcome) {
+		case TWILIO_ACCEPTED:
+			record_sent(ob, round[i].m, &res[i], round[i].masked);
+			break;
+		case TWILIO_RETRY:
+			record_retry(ob, round[i].m, &res[i], round[i].masked, now);
+			break;
+		case TWILIO_PERMANENT:
+		default:
+			record_failed(ob, round[i].m, &res[i], round[i].masked, now);
+			break;
+		}
 	}
 }
 
 /*
- * Deliver a leased batch in order. A message is only sent while its lease
- * still covers a whole call: past that another worker may lease it and send
- * it too, so the rest go back to pending (their attempt count keeps the
- * lease's increment). Stopping hands the rest back the same way.
+ * Deliver a leased batch in order, in rounds of up to OUTBOX_CALLS calls at
+ * once. A round only starts while the lease still covers a whole call: past
+ * that another worker may lease its messages and send them too, so the rest
+ * go back to pending (their attempt count keeps the lease's increment).
+ * Stopping hands the rest back the same way.
  */
 static void
 deliver(struct worker *w, struct store_outbox_msg *msgs, size_t n, int64_t leased_at)
 {
 	struct outbox	*ob = w->ob;
-	char		 masked[PHONE_MASK_MAX];
+	struct sending	 round[OUTBOX_CALLS];
 	bool		 hand_back = false;
 	int64_t		 now;
-	size_t		 i;
+	size_t		 i = 0, k;
 
-	for (i = 0; i < n; i++) {
-		struct store_outbox_msg	*m = &msgs[i];
-
+	while (i < n) {
 		now = (int64_t)time(NULL);
-		phone_mask(m->to, strnlen(m->to, sizeof(m->to)), masked);
 		if (!hand_back)
 			hand_back = stopping(ob, NULL) || now + API_TOTAL_TIMEOUT +
 			    SEND_MARGIN > leased_at + OUTBOX_LEASE;
-		if (now >= m->expires_at) {
-			metrics_inc(ob->metrics, METRIC_SMS_EXPIRED);
-			log_info("outbox: message %lld to %s: expired unsent (attempt %u)",
-			    (long long)m->id, masked, m->attempts);
-			if (write_give_up(ob, m->id, true, 0, 0, now) == -1)
-				store_failed(ob, "expiring a message");
-		} else if (hand_back) {
-			if (write_retry(ob, m->id, now, 0, 0) == -1)
-				store_failed(ob, "returning a leased message");
-		} else
-			send_one(w, m, now, masked);
-		buf_free_secret(&m->body);
+		for (k = 0; i < n && k < OUTBOX_CALLS; i++) {
+			struct store_outbox_msg	*m = &msgs[i];
+			char			 masked[PHONE_MASK_MAX];
+
+			phone_mask(m->to, strnlen(m->to, sizeof(m->to)), masked);
+			if (now >= m->expires_at) {
+				metrics_inc(ob->metrics, METRIC_SMS_EXPIRED);
+				log_info("outbox: message %lld to %s: expired unsent (attempt %u)",
+				    (long long)m->id, masked, m->attempts);
+				if (write_give_up(ob, m->id, true, 0, 0, now) == -1)
+					store_failed(ob, "expiring a message");
+			} else if (hand_back) {
+				if (write_retry(ob, m->id, now, 0, 0) == -1)
+					store_failed(ob, "returning a leased message");
+			} else {
+				round[k].m = m;
+				memcpy(round[k++].masked, masked, sizeof(masked));
+				continue;	/* its body is wiped once the round is over */
+			}
+			buf_free_secret(&m->body);
+		}
+		if (k > 0)
+			send_round(w, round, k, now);
+		while (k > 0)
+			buf_free_secret(&round[--k].m->body);
 	}
 }
 
@@ -502,7 +526,7 @@ outbox_start(const struct outbox_config *cfg, struct store *store,
 		struct worker	*w = &ob->workers[i];
 
 		w->ob = ob;
-		if (twilio_api_new(cfg->api, &w->api, msg, sizeof(msg)) == -1) {
+		if (twilio_api_new(cfg->api, OUTBOX_CALLS, &w->api, msg, sizeof(msg)) == -1) {
 			log_error("outbox: cannot set up the Twilio API client: %s", msg);
 			goto fail;
 		}
@@ -514,7 +538,8 @@ outbox_start(const struct outbox_config *cfg, struct store *store,
 		w->started = true;
 		(void)pthread_setname_np(w->thread, "outbox");
 	}
-	log_info("outbox: %u worker(s) sending through %s", ob->nworkers, cfg->api->base_url);
+	log_info("outbox: %u worker(s), up to %u calls at once each, sending through %s",
+	    ob->nworkers, OUTBOX_CALLS, cfg->api->base_url);
 	*out = ob;
 	return 0;
 fail:
@@ -533,7 +558,7 @@ outbox_stop(struct outbox *ob)
 	ob->stop = true;
 	pthread_cond_broadcast(&ob->cv);
 	pthread_mutex_unlock(&ob->mu);
-	/* A worker inside twilio_api_send finishes it: at most API_TOTAL_TIMEOUT. */
+	/* A worker inside twilio_api_send finishes its round: about API_TOTAL_TIMEOUT. */
 	for (i = 0; i < ob->nworkers; i++)
 		if (ob->workers[i].started)
 			pthread_join(ob->workers[i].thread, NULL);

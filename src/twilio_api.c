@@ -1,9 +1,12 @@
 /*
- * Twilio Messages REST API client on libcurl (GnuTLS build). One easy handle
- * per struct twilio_api, reused so the TLS connection stays alive. HTTPS
- * only, peer and host always verified, no redirects, every call bounded by
- * API_TOTAL_TIMEOUT. Logs nothing: the caller decides what a reply means for
- * the message. The POST body carries the PIN, so it is wiped after use.
+ * Twilio Messages REST API client on libcurl (GnuTLS build). A struct
+ * twilio_api is one multi handle driving a few easy handles ("slots") at
+ * once, all reused so their TLS connections stay alive: a round of messages
+ * goes out together and waits for its replies once, not one call after
+ * another. HTTPS only, peer and host always verified, no redirects, every
+ * call bounded by API_TOTAL_TIMEOUT. Logs nothing: the caller decides what a
+ * reply means for the message. The POST body carries the PIN, so it is
+ * wiped after use.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -36,18 +40,29 @@
 #define TWILIO_API_SYSTEM_CAPATH	"/etc/ssl/certs"
 #endif
 
-struct twilio_api {
-	const struct twilio_api_config	*cfg;
+/* One call in flight: an easy handle and what it gathers. */
+struct slot {
+	const struct twilio_api		*api;
 	CURL				*curl;
-	struct curl_slist		*headers;
-	char				*url;
-	int				 ca_fd;		/* the combined CA file, or -1 */
-	char				 ca_path[32];
 	char				 errbuf[CURL_ERROR_SIZE];
+	struct buf			 body;		/* the POST form, wiped after the call */
 	/* Per call: */
 	struct buf			 reply;
 	bool				 reply_truncated;
 	unsigned			 retry_after;
+	bool				 added;		/* to the multi handle */
+	CURLcode			 cc;		/* how the transfer ended */
+};
+
+struct twilio_api {
+	const struct twilio_api_config	*cfg;
+	CURLM				*multi;
+	struct curl_slist		*headers;
+	char				*url;
+	int				 ca_fd;		/* the combined CA file, or -1 */
+	char				 ca_path[32];
+	size_t				 nslots;
+	struct slot			 slots[];
 };
 
 /* Allocate exactly cap bytes up front, so later appends never realloc. */
@@ -78,14 +93,14 @@ twilio_api_global_cleanup(void)
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
-	struct twilio_api	*api = arg;
-	size_t			 n = size * nmemb;
+	struct slot	*sl = arg;
+	size_t		 n = size * nmemb;
 
-	if (n > REPLY_MAX - api->reply.len) {
-		api->reply_truncated = true;
+	if (n > REPLY_MAX - sl->reply.len) {
+		sl->reply_truncated = true;
 		return 0;
 	}
-	if (buf_append(&api->reply, data, n) == -1)
+	if (buf_append(&sl->reply, data, n) == -1)
 		return 0;
 	return n;
 }
@@ -95,13 +110,13 @@ static size_t
 on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
 	static const char	 name[] = "retry-after:";
-	struct twilio_api	*api = arg;
+	struct slot		*sl = arg;
 	size_t			 n = size * nmemb;
 
 	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
-		api->retry_after = 0;
+		sl->retry_after = 0;
 	else if (n >= sizeof(name) - 1 && strncasecmp(data, name, sizeof(name) - 1) == 0)
-		api->retry_after = twilio_api_retry_after(data + sizeof(name) - 1,
+		sl->retry_after = twilio_api_retry_after(data + sizeof(name) - 1,
 		    n - (sizeof(name) - 1), OUTBOX_MAX_RETRY_AFTER);
 	return n;
 }
@@ -193,29 +208,20 @@ done:
 /*
  * The CAs the API's certificate is checked against, as one PEM file that
  * GnuTLS parses once per connection: the system bundle, then api_ca_file
- * when set, joined in an anonymous file. Left to its default, Debian's
- * libcurl-gnutls loads all of /etc/ssl/certs, each certificate three times
- * over (its file, its hash link, the bundle): 8 MiB of peak RSS per outbox
- * worker in bench/run. Without a bundle, the directory as before.
+ * when set, joined in an anonymous file (made once, shared by the slots).
+ * Left to its default, Debian's libcurl-gnutls loads all of /etc/ssl/certs,
+ * each certificate three times over (its file, its hash link, the bundle):
+ * 8 MiB of peak RSS per connection in bench/run. Without a bundle, the
+ * directory as before.
  */
 static int
-set_ca(struct twilio_api *api, char *err, size_t errsz)
+make_ca(struct twilio_api *api, char *err, size_t errsz)
 {
 	const char	*extra = api->cfg->ca_file;
-	CURL		*c = api->curl;
-	int		 bad = 0;
 
-	if (access(TWILIO_API_SYSTEM_CABUNDLE, R_OK) == -1) {
-		if (extra != NULL && extra[0] != '\0')
-			bad |= curl_easy_setopt(c, CURLOPT_CAINFO, extra) != CURLE_OK;
-		bad |= curl_easy_setopt(c, CURLOPT_CAPATH, TWILIO_API_SYSTEM_CAPATH) != CURLE_OK;
-		return bad ? -1 : 0;
-	}
-	if (extra == NULL || extra[0] == '\0') {
-		bad |= curl_easy_setopt(c, CURLOPT_CAINFO, TWILIO_API_SYSTEM_CABUNDLE) != CURLE_OK;
-		bad |= curl_easy_setopt(c, CURLOPT_CAPATH, NULL) != CURLE_OK;
-		return bad ? -1 : 0;
-	}
+	if (access(TWILIO_API_SYSTEM_CABUNDLE, R_OK) == -1 || extra == NULL ||
+	    extra[0] == '\0')
+		return 0;
 	if ((api->ca_fd = memfd_create("twhookd-ca", MFD_CLOEXEC)) == -1) {
 		snprintf(err, errsz, "CA file: memfd_create: %s", strerror(errno));
 		return -1;
@@ -228,17 +234,35 @@ set_ca(struct twilio_api *api, char *err, size_t errsz)
 	}
 	/* Read again at each new connection, so it stays open with the handle. */
 	snprintf(api->ca_path, sizeof(api->ca_path), "/proc/self/fd/%d", api->ca_fd);
-	bad |= curl_easy_setopt(c, CURLOPT_CAINFO, api->ca_path) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_CAPATH, NULL) != CURLE_OK;
+	return 0;
+}
+
+static int
+set_ca(const struct twilio_api *api, CURL *c)
+{
+	const char	*extra = api->cfg->ca_file;
+	int		 bad = 0;
+
+	if (api->ca_fd != -1) {
+		bad |= curl_easy_setopt(c, CURLOPT_CAINFO, api->ca_path) != CURLE_OK;
+		bad |= curl_easy_setopt(c, CURLOPT_CAPATH, NULL) != CURLE_OK;
+	} else if (access(TWILIO_API_SYSTEM_CABUNDLE, R_OK) == -1) {
+		if (extra != NULL && extra[0] != '\0')
+			bad |= curl_easy_setopt(c, CURLOPT_CAINFO, extra) != CURLE_OK;
+		bad |= curl_easy_setopt(c, CURLOPT_CAPATH, TWILIO_API_SYSTEM_CAPATH) != CURLE_OK;
+	} else {
+		bad |= curl_easy_setopt(c, CURLOPT_CAINFO, TWILIO_API_SYSTEM_CABUNDLE) != CURLE_OK;
+		bad |= curl_easy_setopt(c, CURLOPT_CAPATH, NULL) != CURLE_OK;
+	}
 	return bad ? -1 : 0;
 }
 
-/* Options that hold for every call made with this handle. */
+/* Options that hold for every call made with this slot. */
 static int
-setup_handle(struct twilio_api *api)
+setup_handle(const struct twilio_api *api, struct slot *sl)
 {
 	const struct twilio_api_config	*cfg = api->cfg;
-	CURL				*c = api->curl;
+	CURL				*c = sl->curl;
 	int				 bad = 0;
 
 	bad |= set_https_only(c);
@@ -256,10 +280,12 @@ setup_handle(struct twilio_api *api)
 	bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, api->headers) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_POST, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_WRITEDATA, api) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_WRITEDATA, sl) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_HEADERDATA, api) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, api->errbuf) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_HEADERDATA, sl) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, sl->errbuf) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_PRIVATE, sl) != CURLE_OK;
+	bad |= set_ca(api, c);
 	return bad ? -1 : 0;
 }
 
@@ -287,8 +313,8 @@ make_url(CURL *c, const struct twilio_api_config *cfg)
 }
 
 int
-twilio_api_new(const struct twilio_api_config *cfg, struct twilio_api **out,
-    char *err, size_t errsz)
+twilio_api_new(const struct twilio_api_config *cfg, size_t slots,
+    struct twilio_api **out, char *err, size_t errsz)
 {
 	struct twilio_api	*api;
 	struct curl_slist	*h;
@@ -300,14 +326,20 @@ twilio_api_new(const struct twilio_api_config *cfg, struct twilio_api **out,
 		snprintf(err, errsz, "incomplete configuration");
 		return -1;
 	}
-	if ((api = calloc(1, sizeof(*api))) == NULL)
+	if (slots == 0 || slots > TWILIO_API_MAX_SLOTS) {
+		snprintf(err, errsz, "%zu calls at once: want 1 to %u", slots,
+		    TWILIO_API_MAX_SLOTS);
+		return -1;
+	}
+	if ((api = calloc(1, sizeof(*api) + slots * sizeof(api->slots[0]))) == NULL)
 		return -1;
 	api->cfg = cfg;
 	api->ca_fd = -1;
-	/* The reply to a 201 echoes the Body: one buffer, never realloc'd, wiped per call. */
-	if (presize(&api->reply, REPLY_MAX + 1) == -1)
+	api->nslots = slots;
+	if ((api->multi = curl_multi_init()) == NULL)
 		goto fail;
-	if ((api->curl = curl_easy_init()) == NULL)
+	/* Keep every slot's connection alive between rounds. */
+	if (curl_multi_setopt(api->multi, CURLMOPT_MAXCONNECTS, (long)slots) != CURLM_OK)
 		goto fail;
 	/* An empty Expect: never wait for 100-continue. */
 	if ((h = curl_slist_append(NULL, "Accept: application/json")) == NULL)
@@ -316,9 +348,21 @@ twilio_api_new(const struct twilio_api_config *cfg, struct twilio_api **out,
 	if ((h = curl_slist_append(api->headers, "Expect:")) == NULL)
 		goto fail;
 	api->headers = h;
-	if ((api->url = make_url(api->curl, cfg)) == NULL || setup_handle(api) == -1 ||
-	    set_ca(api, err, errsz) == -1)
+	if (make_ca(api, err, errsz) == -1)
 		goto fail;
+	for (size_t i = 0; i < slots; i++) {
+		struct slot *sl = &api->slots[i];
+
+		sl->api = api;
+		/* The reply to a 201 echoes the Body: one buffer, never realloc'd, wiped per call. */
+		if (presize(&sl->reply, REPLY_MAX + 1) == -1 ||
+		    (sl->curl = curl_easy_init()) == NULL)
+			goto fail;
+		if (api->url == NULL && (api->url = make_url(sl->curl, cfg)) == NULL)
+			goto fail;
+		if (setup_handle(api, sl) == -1)
+			goto fail;
+	}
 	*out = api;
 	return 0;
 fail:
@@ -326,18 +370,34 @@ fail:
 	return -1;
 }
 
+size_t
+twilio_api_slots(const struct twilio_api *api)
+{
+	return api->nslots;
+}
+
 void
 twilio_api_free(struct twilio_api *api)
 {
 	if (api == NULL)
 		return;
-	if (api->curl != NULL)
-		curl_easy_cleanup(api->curl);
+	for (size_t i = 0; i < api->nslots; i++) {
+		struct slot *sl = &api->slots[i];
+
+		if (sl->curl != NULL) {
+			if (sl->added)
+				(void)curl_multi_remove_handle(api->multi, sl->curl);
+			curl_easy_cleanup(sl->curl);
+		}
+		buf_free_secret(&sl->reply);
+		buf_free_secret(&sl->body);
+	}
+	if (api->multi != NULL)
+		curl_multi_cleanup(api->multi);
 	curl_slist_free_all(api->headers);
 	free(api->url);
 	if (api->ca_fd != -1)
 		close(api->ca_fd);
-	buf_free_secret(&api->reply);
 	free(api);
 }
 
@@ -363,9 +423,10 @@ add_field(CURL *c, struct buf *body, const char *name, const char *value)
  * so the buffer holding the PIN is never realloc'd (which would leave copies).
  */
 static int
-make_body(struct twilio_api *api, const struct twilio_message *msg, struct buf *body)
+make_body(struct slot *sl, const struct twilio_message *msg, struct buf *body)
 {
-	const struct twilio_api_config	*cfg = api->cfg;
+	const struct twilio_api_config	*cfg = sl->api->cfg;
+	CURL				*c = sl->curl;
 	char				 validity[16];
 	size_t				 need = 128;	/* names, '=', '&', NUL */
 
@@ -381,24 +442,24 @@ make_body(struct twilio_api *api, const struct twilio_message *msg, struct buf *
 	need += 3 * strlen(validity);
 	if (presize(body, need) == -1)
 		return -1;
-	if (add_field(api->curl, body, "To", msg->to) == -1)
+	if (add_field(c, body, "To", msg->to) == -1)
 		return -1;
 	/* Twilio: a Messaging Service picks the sender when one is configured. */
 	if (cfg->messaging_service_sid != NULL && cfg->messaging_service_sid[0] != '\0') {
-		if (add_field(api->curl, body, "MessagingServiceSid",
+		if (add_field(c, body, "MessagingServiceSid",
 		    cfg->messaging_service_sid) == -1)
 			return -1;
 	} else if (cfg->from_number != NULL) {
-		if (add_field(api->curl, body, "From", cfg->from_number) == -1)
+		if (add_field(c, body, "From", cfg->from_number) == -1)
 			return -1;
 	}
-	if (add_field(api->curl, body, "Body", msg->body) == -1)
+	if (add_field(c, body, "Body", msg->body) == -1)
 		return -1;
 	if (msg->validity_period > 0 &&
-	    add_field(api->curl, body, "ValidityPeriod", validity) == -1)
+	    add_field(c, body, "ValidityPeriod", validity) == -1)
 		return -1;
 	if (msg->status_callback != NULL && msg->status_callback[0] != '\0' &&
-	    add_field(api->curl, body, "StatusCallback", msg->status_callback) == -1)
+	    add_field(c, body, "StatusCallback", msg->status_callback) == -1)
 		return -1;
 	return 0;
 }
@@ -418,14 +479,14 @@ copy_clean(char *dst, size_t dstsz, const char *s)
 
 /* 2xx: the MessageSid. Otherwise Twilio's {"code": N, "message": "..."}. */
 static void
-parse_reply(struct twilio_api *api, struct twilio_result *res)
+parse_reply(const struct slot *sl, struct twilio_result *res)
 {
 	json_t		*root, *v;
 	json_error_t	 jerr;
 
-	if (api->reply.len == 0)
+	if (sl->reply.len == 0)
 		return;
-	if ((root = json_loadb(api->reply.data, api->reply.len, 0, &jerr)) == NULL)
+	if ((root = json_loadb(sl->reply.data, sl->reply.len, 0, &jerr)) == NULL)
 		return;
 	if (json_is_object(root)) {
 		if (res->outcome == TWILIO_ACCEPTED) {
@@ -446,56 +507,118 @@ parse_reply(struct twilio_api *api, struct twilio_result *res)
 	json_decref(root);
 }
 
-void
-twilio_api_send(struct twilio_api *api, const struct twilio_message *msg,
+/* Ready sl for msg and add it to the round; false (res filled) when it cannot go. */
+static bool
+slot_start(struct twilio_api *api, struct slot *sl, const struct twilio_message *msg,
     struct twilio_result *res)
 {
-	struct buf	 body = BUF_INIT;
-	CURLcode	 cc;
-	long		 status = 0;
-
-	memset(res, 0, sizeof(*res));
-	buf_reset(&api->reply);
-	api->reply_truncated = false;
-	api->retry_after = 0;
-	api->errbuf[0] = '\0';
-
-	if (make_body(api, msg, &body) == -1) {
-		/* Nothing was sent: retrying later is safe. */
-		res->outcome = TWILIO_RETRY;
+	buf_reset(&sl->reply);
+	sl->reply_truncated = false;
+	sl->retry_after = 0;
+	sl->errbuf[0] = '\0';
+	sl->cc = CURLE_FAILED_INIT;	/* until curl says how it ended */
+	/* Nothing is sent when any of this fails: retrying later is safe. */
+	if (make_body(sl, msg, &sl->body) == -1) {
 		copy_clean(res->detail, sizeof(res->detail), "out of memory");
-		goto done;
+		return false;
 	}
-	if (curl_easy_setopt(api->curl, CURLOPT_POSTFIELDS, body.data) != CURLE_OK ||
-	    curl_easy_setopt(api->curl, CURLOPT_POSTFIELDSIZE, (long)body.len) != CURLE_OK) {
-		res->outcome = TWILIO_RETRY;
-		copy_clean(res->detail, sizeof(res->detail), "curl refused the request body");
-		goto done;
+	if (curl_easy_setopt(sl->curl, CURLOPT_POSTFIELDS, sl->body.data) != CURLE_OK ||
+	    curl_easy_setopt(sl->curl, CURLOPT_POSTFIELDSIZE, (long)sl->body.len) != CURLE_OK ||
+	    curl_multi_add_handle(api->multi, sl->curl) != CURLM_OK) {
+		copy_clean(res->detail, sizeof(res->detail), "curl refused the request");
+		return false;
 	}
-	cc = curl_easy_perform(api->curl);
-	/*
-	 * A status line means Twilio answered, even when the transfer then
-	 * failed (reply too long, timeout mid-body): classify by the status,
-	 * so a 201 whose body was cut short is not sent twice.
-	 */
-	if (curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
-		status = 0;
-	res->http_status = status;
-	res->retry_after = api->retry_after;
-	res->outcome = twilio_api_classify(status != 0, status);
-	parse_reply(api, res);
-	if (cc != CURLE_OK && res->detail[0] == '\0')
-		copy_clean(res->detail, sizeof(res->detail),
-		    api->errbuf[0] != '\0' ? api->errbuf : curl_easy_strerror(cc));
-done:
+	sl->added = true;
+	return true;
+}
+
+/* The call is over: judge it into res, then wipe what it held. */
+static void
+slot_finish(struct twilio_api *api, struct slot *sl, struct twilio_result *res)
+{
+	long	status = 0;
+
+	if (sl->added) {
+		/*
+		 * A status line means Twilio answered, even when the transfer
+		 * then failed (reply too long, timeout mid-body): classify by
+		 * the status, so a 201 whose body was cut short is not sent twice.
+		 */
+		if (curl_easy_getinfo(sl->curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+			status = 0;
+		res->http_status = status;
+		res->retry_after = sl->retry_after;
+		res->outcome = twilio_api_classify(status != 0, status);
+		parse_reply(sl, res);
+		if (sl->cc != CURLE_OK && res->detail[0] == '\0')
+			copy_clean(res->detail, sizeof(res->detail),
+			    sl->errbuf[0] != '\0' ? sl->errbuf : curl_easy_strerror(sl->cc));
+		(void)curl_multi_remove_handle(api->multi, sl->curl);
+		sl->added = false;
+	}
 	/* Detach the body from the handle before it is wiped and freed. */
-	(void)curl_easy_setopt(api->curl, CURLOPT_POSTFIELDS, NULL);
-	(void)curl_easy_setopt(api->curl, CURLOPT_POSTFIELDSIZE, -1L);
-	buf_free_secret(&body);
+	(void)curl_easy_setopt(sl->curl, CURLOPT_POSTFIELDS, NULL);
+	(void)curl_easy_setopt(sl->curl, CURLOPT_POSTFIELDSIZE, -1L);
+	buf_free_secret(&sl->body);
 	/* Twilio's 201 echoes the Body: wipe our copy of the reply (only what was
 	 * written: the rest of the preallocated buffer never held anything). */
-	if (api->reply.data != NULL)
-		sodium_memzero(api->reply.data, api->reply.len + 1 < api->reply.cap ?
-		    api->reply.len + 1 : api->reply.cap);
-	buf_reset(&api->reply);
+	if (sl->reply.data != NULL)
+		sodium_memzero(sl->reply.data, sl->reply.len + 1 < sl->reply.cap ?
+		    sl->reply.len + 1 : sl->reply.cap);
+	buf_reset(&sl->reply);
+}
+
+/* Note how each finished transfer ended. */
+static void
+collect_done(struct twilio_api *api)
+{
+	CURLMsg		*m;
+	struct slot	*sl;
+	int		 left;
+
+	while ((m = curl_multi_info_read(api->multi, &left)) != NULL)
+		if (m->msg == CURLMSG_DONE &&
+		    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&sl) == CURLE_OK &&
+		    sl != NULL)
+			sl->cc = m->data.result;
+}
+
+void
+twilio_api_send(struct twilio_api *api, const struct twilio_message *msgs, size_t n,
+    struct twilio_result *res)
+{
+	struct timespec	now, until;
+	int		running = 0, waited;
+	CURLMcode	mc = CURLM_OK;
+	size_t		i, started = 0;
+
+	for (i = 0; i < n; i++) {
+		memset(&res[i], 0, sizeof(res[i]));
+		res[i].outcome = TWILIO_RETRY;
+	}
+	if (n > api->nslots)
+		n = api->nslots;	/* the rest stay TWILIO_RETRY, unsent */
+	for (i = 0; i < n; i++)
+		started += slot_start(api, &api->slots[i], &msgs[i], &res[i]);
+	/*
+	 * Each transfer ends within API_TOTAL_TIMEOUT (CURLOPT_TIMEOUT); the
+	 * deadline only bounds this loop should curl's clock and ours disagree.
+	 */
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += API_TOTAL_TIMEOUT + 2;
+	while (started > 0 && mc == CURLM_OK) {
+		mc = curl_multi_perform(api->multi, &running);
+		collect_done(api);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (mc != CURLM_OK || running == 0 || now.tv_sec > until.tv_sec)
+			break;
+		mc = curl_multi_poll(api->multi, NULL, 0, 1000, &waited);
+	}
+	if (mc != CURLM_OK)
+		for (i = 0; i < n; i++)
+			if (api->slots[i].added && api->slots[i].cc == CURLE_FAILED_INIT)
+				copy_clean(res[i].detail, sizeof(res[i].detail),
+				    curl_multi_strerror(mc));
+	for (i = 0; i < n; i++)
+		slot_finish(api, &api->slots[i], &res[i]);
 }

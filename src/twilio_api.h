@@ -1,8 +1,9 @@
 /*
  * Twilio Messages REST API client (libcurl, GnuTLS build): one handle per
- * outbox worker, keep-alive reuse, HTTPS only, peer verification always on.
- * Only this module includes curl. The classification of replies is pure and
- * unit-tested; the client never logs message bodies.
+ * outbox worker, sending a round of messages at once over keep-alive
+ * connections, HTTPS only, peer verification always on. Only this module
+ * includes curl. The classification of replies is pure and unit-tested; the
+ * client never logs message bodies.
  */
 #ifndef TWHOOKD_TWILIO_API_H
 #define TWHOOKD_TWILIO_API_H
@@ -49,15 +50,27 @@ __attribute__((warn_unused_result))
 int	twilio_api_global_init(void);
 void	twilio_api_global_cleanup(void);
 
-/* The config strings must outlive the handle. 0, or -1 with the reason in err. */
+#define TWILIO_API_MAX_SLOTS	64u
+
+/*
+ * A client making up to slots calls at once, each on a connection of its
+ * own kept alive between rounds. The config strings must outlive the
+ * handle. 0, or -1 with the reason in err.
+ */
 __attribute__((warn_unused_result))
-int	twilio_api_new(const struct twilio_api_config *cfg, struct twilio_api **out,
-	    char *err, size_t errsz);
+int	twilio_api_new(const struct twilio_api_config *cfg, size_t slots,
+	    struct twilio_api **out, char *err, size_t errsz);
+size_t	twilio_api_slots(const struct twilio_api *api);
 void	twilio_api_free(struct twilio_api *api);
 
-/* POST {base}/2010-04-01/Accounts/{sid}/Messages.json. Always fills res. */
-void	twilio_api_send(struct twilio_api *api, const struct twilio_message *msg,
-	    struct twilio_result *res);
+/*
+ * POST {base}/2010-04-01/Accounts/{sid}/Messages.json for msgs[0..n), all
+ * at once, and return when every call has its outcome: within about
+ * API_TOTAL_TIMEOUT. Always fills res[0..n); past twilio_api_slots(api)
+ * messages are not sent and come back TWILIO_RETRY.
+ */
+void	twilio_api_send(struct twilio_api *api, const struct twilio_message *msgs,
+	    size_t n, struct twilio_result *res);
 
 /*
  * Pure: classify a reply. transport_ok false means no HTTP reply at all

@@ -4,8 +4,9 @@ An HTTPS server (http.server + ssl, one thread per connection) on 127.0.0.1
 with a certificate signed by a throwaway CA made at test time with openssl.
 It records every request (method, path, Authorization, parsed form, time) and
 answers from a scriptable queue: 201 (a Twilio-shaped message resource), 500,
-429 with Retry-After, 400 with a Twilio error code, or "hang" (hold the
-request until released, at most HANG_BOUND seconds). The default is 201.
+429 with Retry-After, 400 with a Twilio error code, "hang" (hold the
+request until released, at most HANG_BOUND seconds) or "slow" (201 after a
+fixed delay). The default is 201. It counts the requests it holds at once.
 
 Every wait here is bounded; nothing listens beyond loopback.
 """
@@ -70,11 +71,12 @@ class Answer:
     """One scripted answer: status, extra headers, JSON body (None = make a
     message resource), or hang (hold the request until released)."""
 
-    def __init__(self, status=201, headers=None, body=None, hang=False):
+    def __init__(self, status=201, headers=None, body=None, hang=False, delay=0.0):
         self.status = status
         self.headers = dict(headers or {})
         self.body = body
         self.hang = hang
+        self.delay = min(delay, HANG_BOUND)
 
     def __repr__(self):
         return "HANG" if self.hang else f"Answer({self.status})"
@@ -101,6 +103,10 @@ def invalid_to():
 
 def hang():
     return Answer(hang=True)
+
+
+def slow(seconds):
+    return Answer(201, delay=seconds)
 
 
 class Request:
@@ -157,6 +163,8 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.hang:
             fake._release.wait(HANG_BOUND)
             answer = created()
+        elif answer.delay > 0:
+            time.sleep(answer.delay)
         self._answer(fake, req, answer)
 
     def _answer(self, fake, req, answer):
@@ -178,6 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass        # the client went away (e.g. it was killed mid-request)
         with fake._cond:
+            fake._in_flight -= 1
             fake._cond.notify_all()
 
     do_POST = _handle
@@ -222,6 +231,8 @@ class FakeTwilio:
         self._cond = threading.Condition()
         self._requests = []
         self._script = []
+        self._in_flight = 0         # requests received and not yet answered
+        self.max_in_flight = 0
         self._release = threading.Event()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -268,6 +279,8 @@ class FakeTwilio:
     def _record(self, req):
         with self._cond:
             self._requests.append(req)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
             answer = self._script.pop(0) if self._script else created()
             self._cond.notify_all()
         return answer

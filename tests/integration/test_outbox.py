@@ -1,14 +1,15 @@
-"""The durable outbox: PIN SMS are delivered outside the webhook, retried on
-5xx and 429 with backoff (honouring Retry-After), given up on a permanent
-Twilio error, given up when the PIN has expired, redelivered after a crash
-mid-send, and never sent to an API whose certificate is not trusted."""
+"""The durable outbox: PIN SMS are delivered outside the webhook, several
+calls at once, retried on 5xx and 429 with backoff (honouring Retry-After),
+given up on a permanent Twilio error, given up when the PIN has expired,
+redelivered after a crash mid-send, and never sent to an API whose
+certificate is not trusted."""
 
 import time
 
 import pytest
 
 from fake_twilio import (created, hang, invalid_to, outbox_rows, pin_config, pin_of,
-                         server_error, too_many, wait_outbox)
+                         server_error, slow, too_many, wait_outbox)
 from harness import ALICE, BOB, EMPTY_TWIML
 
 RETRY_WAIT = 20.0       # seconds for 4 attempts with 1 s doubling backoff
@@ -148,6 +149,30 @@ def test_hung_api_does_not_block_webhooks(od, fake):
     assert od.get("/readyz").status_code == 200
     fake.release()
     wait_outbox(od, lambda rows: len(rows) == 2 and all(r["status"] == "sent" for r in rows))
+
+
+def test_calls_go_out_together(daemon_factory, fake):
+    """A backlog goes out in rounds of concurrent calls, not one call per
+    worker at a time: against a slow API (here 1.5 s a call) that is what
+    keeps the outbox up with the webhooks."""
+    phones = [f"+1555000{2000 + i}" for i in range(10)]
+    d = daemon_factory.make(config=pin_config(fake), users={p: f"u{i}" for i, p in
+                                                             enumerate(phones)},
+                            name="outbox-rounds")
+    # Both workers stuck on a call each while eight more PINs queue up.
+    fake.script(hang(), hang(), *[slow(1.5)] * 8)
+    send_pin(d, phones[0])
+    send_pin(d, phones[1])
+    fake.wait_for_requests(2)
+    for p in phones[2:]:
+        send_pin(d, p)
+    assert fake.count() == 2
+    fake.release()
+    fake.wait_for_requests(10, timeout=20.0)
+    wait_outbox(d, lambda rows: len(rows) == 10 and all(r["status"] == "sent" for r in rows))
+    # One call at a time per worker would hold at most 2; rounds hold more.
+    assert fake.max_in_flight >= 3, fake.max_in_flight
+    assert sorted(r.form["To"] for r in fake.requests) == sorted(phones)
 
 
 # ------------------------------------------------------------- trust and TLS
