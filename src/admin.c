@@ -148,6 +148,7 @@ redeem(struct app *app, struct request *req, struct reply *reply)
 	int64_t			 id = 0;
 	const char		*text;
 	size_t			 len;
+	bool			 ours = true;	/* shaped like a token we issue */
 
 	if (!json_is_string(tok) || json_string_length(tok) == 0 ||
 	    json_string_length(tok) > 256) {
@@ -161,13 +162,13 @@ redeem(struct app *app, struct request *req, struct reply *reply)
 	else if (len == SECRET_LEGACY_TOKEN_LEN)
 		secret_hash(app->key, text, len, hash);		/* id 0: found by hash */
 	else
-		goto judged;	/* no token of ours has this shape */
-	if (store_token_redeem(app->store, id, hash, (int64_t)time(NULL), &res, &user) == -1) {
+		ours = false;		/* unknown without asking the store */
+	if (ours && store_token_redeem(app->store, id, hash, (int64_t)time(NULL), &res,
+	    &user) == -1) {
 		metrics_inc(&app->metrics, METRIC_STORE_ERRORS);
 		answer_error(req, reply, 503, "store_error", "store unavailable");
 		goto done;
 	}
-judged:
 	metrics_inc(&app->metrics, res == STORE_REDEEM_OK ? METRIC_REDEEM_OK : METRIC_REDEEM_REFUSED);
 	switch (res) {
 	case STORE_REDEEM_OK:

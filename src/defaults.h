@@ -28,6 +28,8 @@
 #define DEFAULT_STATUS_ROUTE          "/sms/status"
 #define API_CONNECT_TIMEOUT           5L        /* seconds */
 #define API_TOTAL_TIMEOUT             15L       /* seconds: one Messages API call */
+/* Seconds twilio_api_send waits for a call at most, should curl's clock and ours disagree. */
+#define API_CALL_DEADLINE             (API_TOTAL_TIMEOUT + 2)
 
 /* [pin] */
 #define DEFAULT_PIN_ROUTE             "/sms/pin"
@@ -60,7 +62,7 @@
 #define OUTBOX_BATCH_MIN              4u
 #define OUTBOX_BATCH                  32u
 #define OUTBOX_POLL_MS                250       /* idle poll; enqueue also wakes workers */
-/* Seconds a round holds its rows: four calls that time out, then the rest go back. */
+/* Seconds a lease holds its rows: four rounds of calls that time out, then the rest go back. */
 #define OUTBOX_LEASE                  (4 * API_TOTAL_TIMEOUT + 15)
 #define OUTBOX_BACKOFF_BASE_MS        1000u
 #define OUTBOX_BACKOFF_CAP_MS         (5u * 60u * 1000u)

@@ -26,8 +26,9 @@
 #define STORE_PAUSE_MS		1000	/* after a store error */
 #define SENT_TRIES		3	/* recording "sent" is what prevents a second SMS */
 
-_Static_assert(OUTBOX_LEASE >= API_TOTAL_TIMEOUT + SEND_MARGIN + 2,
-    "a lease must cover at least one whole API call");
+_Static_assert(OUTBOX_LEASE >= API_CALL_DEADLINE + SEND_MARGIN + 2,
+    "a lease must cover at least one whole round of API calls");
+_Static_assert(OUTBOX_CALLS >= 1 && OUTBOX_CALLS <= TWILIO_API_MAX_SLOTS, "calls at once");
 /* Twilio's ValidityPeriod accepts 1..14400 seconds (36000 on newer accounts). */
 _Static_assert(OUTBOX_BATCH_MIN >= 1 && OUTBOX_BATCH_MIN <= OUTBOX_BATCH, "lease sizes");
 _Static_assert(MAX_PIN_TTL <= 14400, "ValidityPeriod would exceed Twilio's range");
@@ -330,40 +331,52 @@ struct sending {
 	char			 masked[PHONE_MASK_MAX];
 };
 
-/* Send a round at once, then record each outcome. */
+struct round {
+	struct outbox	*ob;
+	struct sending	*msgs;
+};
+
+/* twilio_api_send's done: record the call's outcome as soon as it has one. */
 static void
-send_round(struct worker *w, struct sending *round, size_t n, int64_t now)
+round_done(void *arg, size_t i, const struct twilio_result *res)
+{
+	struct round	*r = arg;
+	struct sending	*s = &r->msgs[i];
+	int64_t		 now = (int64_t)time(NULL);
+
+	switch (res->outcome) {
+	case TWILIO_ACCEPTED:
+		record_sent(r->ob, s->m, res, s->masked);
+		break;
+	case TWILIO_RETRY:
+		record_retry(r->ob, s->m, res, s->masked, now);
+		break;
+	case TWILIO_PERMANENT:
+	default:
+		record_failed(r->ob, s->m, res, s->masked, now);
+		break;
+	}
+}
+
+/* Send a round of messages at once. */
+static void
+send_round(struct worker *w, struct sending *msgs, size_t n, int64_t now)
 {
 	struct outbox		*ob = w->ob;
-	struct twilio_message	 msgs[OUTBOX_CALLS];
-	struct twilio_result	 res[OUTBOX_CALLS];
+	struct twilio_message	 tm[OUTBOX_CALLS];
+	struct round		 r = { .ob = ob, .msgs = msgs };
 
 	for (size_t i = 0; i < n; i++) {
-		const struct store_outbox_msg *m = round[i].m;
+		const struct store_outbox_msg *m = msgs[i].m;
 
-		msgs[i] = (struct twilio_message){
+		tm[i] = (struct twilio_message){
 			.to = m->to,
 			.body = m->body.data != NULL ? m->body.data : "",
 			.validity_period = (unsigned)(m->expires_at - now),
 			.status_callback = ob->cfg.status_callback,
 		};
 	}
-	twilio_api_send(w->api, msgs, n, res);
-	now = (int64_t)time(NULL);
-	for (size_t i = 0; i < n; i++) {
-		switch (res[i].outcome) {
-		case TWILIO_ACCEPTED:
-			record_sent(ob, round[i].m, &res[i], round[i].masked);
-			break;
-		case TWILIO_RETRY:
-			record_retry(ob, round[i].m, &res[i], round[i].masked, now);
-			break;
-		case TWILIO_PERMANENT:
-		default:
-			record_failed(ob, round[i].m, &res[i], round[i].masked, now);
-			break;
-		}
-	}
+	twilio_api_send(w->api, tm, n, round_done, &r);
 }
 
 /*
@@ -385,7 +398,7 @@ deliver(struct worker *w, struct store_outbox_msg *msgs, size_t n, int64_t lease
 	while (i < n) {
 		now = (int64_t)time(NULL);
 		if (!hand_back)
-			hand_back = stopping(ob, NULL) || now + API_TOTAL_TIMEOUT +
+			hand_back = stopping(ob, NULL) || now + API_CALL_DEADLINE +
 			    SEND_MARGIN > leased_at + OUTBOX_LEASE;
 		for (k = 0; i < n && k < OUTBOX_CALLS; i++) {
 			struct store_outbox_msg	*m = &msgs[i];

@@ -87,18 +87,58 @@ secret_reset_secret(const struct secret_key *key, const char *message_sid,
 	    len, key->token_key, sizeof(key->token_key));
 }
 
-/* The id's mask: the first 8 bytes of a (shortest) keyed BLAKE2b of the secret. */
-static uint64_t
-id_mask(const struct secret_key *key, const uint8_t secret[SECRET_RESET_BYTES])
-{
-	uint8_t		m[crypto_generichash_BYTES_MIN];
-	uint64_t	v = 0;
+/*
+ * The id in a token goes through a keyed permutation of 64-bit values: a
+ * 4-round Feistel network whose round function is a keyed BLAKE2b (the id
+ * subkey) of the round, the token's secret and the half. A token's id field
+ * then says nothing about the count of webhooks, and changing it lands on an
+ * unrelated id rather than a neighbour of one's own.
+ */
+#define ID_ROUNDS	4
 
-	crypto_generichash(m, sizeof(m), secret, SECRET_RESET_BYTES, key->id_key,
+static uint32_t
+id_round(const struct secret_key *key, const uint8_t secret[SECRET_RESET_BYTES],
+    unsigned round, uint32_t half)
+{
+	uint8_t	msg[1 + SECRET_RESET_BYTES + 4], out[crypto_generichash_BYTES_MIN];
+
+	msg[0] = (uint8_t)round;
+	memcpy(msg + 1, secret, SECRET_RESET_BYTES);
+	for (size_t i = 0; i < 4; i++)
+		msg[1 + SECRET_RESET_BYTES + i] = (uint8_t)(half >> (24 - 8 * i));
+	crypto_generichash(out, sizeof(out), msg, sizeof(msg), key->id_key,
 	    sizeof(key->id_key));
-	for (size_t i = 0; i < 8; i++)
-		v = v << 8 | m[i];
-	return v;
+	sodium_memzero(msg, sizeof(msg));
+	return (uint32_t)out[0] << 24 | (uint32_t)out[1] << 16 |
+	    (uint32_t)out[2] << 8 | out[3];
+}
+
+static uint64_t
+id_encrypt(const struct secret_key *key, const uint8_t secret[SECRET_RESET_BYTES],
+    uint64_t v)
+{
+	uint32_t	l = (uint32_t)(v >> 32), r = (uint32_t)v, t;
+
+	for (unsigned i = 0; i < ID_ROUNDS; i++) {
+		t = r;
+		r = l ^ id_round(key, secret, i, r);
+		l = t;
+	}
+	return (uint64_t)l << 32 | r;
+}
+
+static uint64_t
+id_decrypt(const struct secret_key *key, const uint8_t secret[SECRET_RESET_BYTES],
+    uint64_t v)
+{
+	uint32_t	l = (uint32_t)(v >> 32), r = (uint32_t)v, t;
+
+	for (unsigned i = ID_ROUNDS; i-- > 0;) {
+		t = l;
+		l = r ^ id_round(key, secret, i, l);
+		r = t;
+	}
+	return (uint64_t)l << 32 | r;
 }
 
 void
@@ -106,10 +146,10 @@ secret_reset_token(const struct secret_key *key, int64_t id,
     const uint8_t secret[SECRET_RESET_BYTES], char out[SECRET_TOKEN_LEN + 1])
 {
 	uint8_t		raw[SECRET_TOKEN_BYTES];
-	uint64_t	masked = (uint64_t)id ^ id_mask(key, secret);
+	uint64_t	enc = id_encrypt(key, secret, (uint64_t)id);
 
 	for (size_t i = 0; i < 8; i++)
-		raw[i] = (uint8_t)(masked >> (56 - 8 * i));
+		raw[i] = (uint8_t)(enc >> (56 - 8 * i));
 	memcpy(raw + 8, secret, SECRET_RESET_BYTES);
 	sodium_bin2base64(out, SECRET_TOKEN_LEN + 1, raw, sizeof(raw),
 	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
@@ -135,7 +175,7 @@ secret_reset_token_parse(const struct secret_key *key, const char *token,
 		memcpy(secret, raw + 8, SECRET_RESET_BYTES);
 		for (size_t i = 0; i < 8; i++)
 			v = v << 8 | raw[i];
-		v ^= id_mask(key, secret);
+		v = id_decrypt(key, secret, v);
 		ok = v > 0 && v <= INT64_MAX;
 		*id = ok ? (int64_t)v : 0;
 	}

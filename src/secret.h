@@ -43,11 +43,12 @@ void	secret_key_free(struct secret_key *key);
 void	secret_reset_secret(const struct secret_key *key, const char *message_sid,
 	    size_t len, uint8_t out[SECRET_RESET_BYTES]);
 /*
- * The token: base64url (no padding) of the token's id (its row in the store,
- * 8 bytes big-endian) XORed with a keyed hash of the secret, then the secret.
- * The id lets redeem find the row without an index on hashes; the mask keeps
- * it (how many webhooks came before) out of the link. out receives
- * SECRET_TOKEN_LEN characters and a NUL.
+ * The token: base64url (no padding) of the token's id (its row in the store)
+ * through a keyed permutation of 64-bit values (tweaked by the secret), 8
+ * bytes big-endian, then the secret. The id lets redeem find the row without
+ * an index on hashes; the permutation keeps it (how many webhooks came
+ * before) out of the link, and an edited id field names an unrelated row.
+ * out receives SECRET_TOKEN_LEN characters and a NUL.
  */
 void	secret_reset_token(const struct secret_key *key, int64_t id,
 	    const uint8_t secret[SECRET_RESET_BYTES], char out[SECRET_TOKEN_LEN + 1]);

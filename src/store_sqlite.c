@@ -25,6 +25,8 @@
 
 /* Expired tokens and PINs linger a day so a late check hears "expired", not "unknown". */
 #define EXPIRED_PURGE_GRACE	((int64_t)24 * 3600)
+/* How far past now a stamp may lie and still hold back the purge of later rows. */
+#define FUTURE_SLACK		((int64_t)24 * 3600)
 
 /* The webhooks.state column holds these values; the SQL below spells them 1 and 2. */
 _Static_assert(STORE_CLAIM_RUNNING == 1 && STORE_CLAIM_DONE == 2, "claim states");
@@ -161,15 +163,16 @@ static const struct {
 	 * Ids follow arrival, so what is old is a prefix: delete the rows before
 	 * the first one still to keep, found by walking from the oldest (no
 	 * index on times to write at every insert). A row out of order (a clock
-	 * step back) keeps the rows after it a little longer, never the reverse.
-	 * Done or abandoned alike.
+	 * step back, a takeover) keeps the rows after it longer, never the
+	 * reverse; one stamped past ?2 (a clock that ran ahead) holds nothing
+	 * back and goes with the prefix. Done or abandoned alike.
 	 */
 	[ST_PURGE_WEBHOOKS] = { "purge", "DELETE FROM webhooks WHERE id < coalesce("
-	    "(SELECT id FROM webhooks WHERE started_at >= ?1 ORDER BY id LIMIT 1),"
-	    " (SELECT max(id) + 1 FROM webhooks))" },
+	    "(SELECT id FROM webhooks WHERE started_at >= ?1 AND started_at <= ?2"
+	    " ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM webhooks))" },
 	[ST_PURGE_TOKENS] = { "purge", "DELETE FROM reset_tokens WHERE id < coalesce("
-	    "(SELECT id FROM reset_tokens WHERE expires_at >= ?1 ORDER BY id LIMIT 1),"
-	    " (SELECT max(id) + 1 FROM reset_tokens))" },
+	    "(SELECT id FROM reset_tokens WHERE expires_at >= ?1 AND expires_at <= ?2"
+	    " ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM reset_tokens))" },
 	[ST_PURGE_LEGACY_TOKENS] = { "purge",
 	    "DELETE FROM reset_tokens_legacy WHERE expires_at < ?1" },
 	[ST_PURGE_PINS] = { "purge", "DELETE FROM pins WHERE expires_at < ?1" },
@@ -810,8 +813,9 @@ store_purge(struct store *s, int64_t now, int64_t keep)
 	 * window never lasts longer than MAX_LIMIT_WINDOW, so an older start
 	 * means an ended window, which counts as empty anyway.
 	 */
-	if (sq_exec(c, ST_PURGE_WEBHOOKS, "i", now - keep) == -1 ||
-	    sq_exec(c, ST_PURGE_TOKENS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
+	if (sq_exec(c, ST_PURGE_WEBHOOKS, "ii", now - keep, now + FUTURE_SLACK) == -1 ||
+	    sq_exec(c, ST_PURGE_TOKENS, "ii", now - EXPIRED_PURGE_GRACE,
+	    now + (int64_t)MAX_TOKEN_TTL + FUTURE_SLACK) == -1 ||
 	    sq_exec(c, ST_PURGE_LEGACY_TOKENS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
 	    sq_exec(c, ST_PURGE_PINS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
 	    sq_exec(c, ST_PURGE_OUTBOX, "i", now - keep) == -1 ||

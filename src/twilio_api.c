@@ -370,12 +370,6 @@ fail:
 	return -1;
 }
 
-size_t
-twilio_api_slots(const struct twilio_api *api)
-{
-	return api->nslots;
-}
-
 void
 twilio_api_free(struct twilio_api *api)
 {
@@ -568,57 +562,97 @@ slot_finish(struct twilio_api *api, struct slot *sl, struct twilio_result *res)
 	buf_reset(&sl->reply);
 }
 
-/* Note how each finished transfer ended. */
+/* Finish sl (the i-th call of the round) into res and hand it to done. */
 static void
-collect_done(struct twilio_api *api)
+slot_done(struct twilio_api *api, struct slot *sl, struct twilio_result *res,
+    twilio_done_fn done, void *arg)
+{
+	slot_finish(api, sl, res);
+	done(arg, (size_t)(sl - api->slots), res);
+}
+
+/* Hand each transfer that ended to done; how many did. */
+static size_t
+collect_done(struct twilio_api *api, struct twilio_result *res, twilio_done_fn done,
+    void *arg)
 {
 	CURLMsg		*m;
 	struct slot	*sl;
+	size_t		 ended = 0;
 	int		 left;
 
-	while ((m = curl_multi_info_read(api->multi, &left)) != NULL)
-		if (m->msg == CURLMSG_DONE &&
-		    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&sl) == CURLE_OK &&
-		    sl != NULL)
-			sl->cc = m->data.result;
+	while ((m = curl_multi_info_read(api->multi, &left)) != NULL) {
+		if (m->msg != CURLMSG_DONE || curl_easy_getinfo(m->easy_handle,
+		    CURLINFO_PRIVATE, (char **)&sl) != CURLE_OK || sl == NULL || !sl->added)
+			continue;
+		sl->cc = m->data.result;
+		slot_done(api, sl, &res[sl - api->slots], done, arg);
+		ended++;
+	}
+	return ended;
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void
 twilio_api_send(struct twilio_api *api, const struct twilio_message *msgs, size_t n,
-    struct twilio_result *res)
+    twilio_done_fn done, void *arg)
 {
-	struct timespec	now, until;
-	int		running = 0, waited;
-	CURLMcode	mc = CURLM_OK;
-	size_t		i, started = 0;
+	struct twilio_result	res[TWILIO_API_MAX_SLOTS], extra;
+	int64_t			until = now_ms() + API_CALL_DEADLINE * 1000, wait;
+	int			running = 0;
+	CURLMcode		mc = CURLM_OK;
+	size_t			i, active = 0;
+	const char		*why = NULL;
 
 	for (i = 0; i < n; i++) {
-		memset(&res[i], 0, sizeof(res[i]));
-		res[i].outcome = TWILIO_RETRY;
+		struct twilio_result *r = i < api->nslots ? &res[i] : &extra;
+
+		memset(r, 0, sizeof(*r));
+		r->outcome = TWILIO_RETRY;
+		/* Past the slots, or refused before anything was sent: retry later. */
+		if (i >= api->nslots) {
+			copy_clean(r->detail, sizeof(r->detail), "not sent: no free slot");
+			done(arg, i, r);
+		} else if (slot_start(api, &api->slots[i], &msgs[i], r))
+			active++;
+		else
+			slot_done(api, &api->slots[i], r, done, arg);
 	}
-	if (n > api->nslots)
-		n = api->nslots;	/* the rest stay TWILIO_RETRY, unsent */
-	for (i = 0; i < n; i++)
-		started += slot_start(api, &api->slots[i], &msgs[i], &res[i]);
-	/*
-	 * Each transfer ends within API_TOTAL_TIMEOUT (CURLOPT_TIMEOUT); the
-	 * deadline only bounds this loop should curl's clock and ours disagree.
-	 */
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += API_TOTAL_TIMEOUT + 2;
-	while (started > 0 && mc == CURLM_OK) {
-		mc = curl_multi_perform(api->multi, &running);
-		collect_done(api);
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (mc != CURLM_OK || running == 0 || now.tv_sec > until.tv_sec)
+	/* Each call ends within API_TOTAL_TIMEOUT (CURLOPT_TIMEOUT); the deadline bounds the loop. */
+	while (active > 0) {
+		if ((mc = curl_multi_perform(api->multi, &running)) != CURLM_OK) {
+			why = curl_multi_strerror(mc);
 			break;
-		mc = curl_multi_poll(api->multi, NULL, 0, 1000, &waited);
+		}
+		active -= collect_done(api, res, done, arg);
+		if (active == 0)
+			break;
+		if ((wait = until - now_ms()) <= 0) {
+			why = "no reply within the call deadline";
+			break;
+		}
+		if ((mc = curl_multi_poll(api->multi, NULL, 0, wait < 1000 ? (int)wait : 1000,
+		    NULL)) != CURLM_OK) {
+			why = curl_multi_strerror(mc);
+			break;
+		}
 	}
-	if (mc != CURLM_OK)
-		for (i = 0; i < n; i++)
-			if (api->slots[i].added && api->slots[i].cc == CURLE_FAILED_INIT)
-				copy_clean(res[i].detail, sizeof(res[i].detail),
-				    curl_multi_strerror(mc));
-	for (i = 0; i < n; i++)
-		slot_finish(api, &api->slots[i], &res[i]);
+	/* Cut short: what has not ended counts as no reply (retried, never "sent"). */
+	for (i = 0; i < n && i < api->nslots; i++) {
+		struct slot *sl = &api->slots[i];
+
+		if (!sl->added)
+			continue;
+		sl->cc = CURLE_OPERATION_TIMEDOUT;
+		copy_clean(res[i].detail, sizeof(res[i].detail), why != NULL ? why : "cut short");
+		slot_done(api, sl, &res[i], done, arg);
+	}
 }

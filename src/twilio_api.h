@@ -53,24 +53,26 @@ void	twilio_api_global_cleanup(void);
 #define TWILIO_API_MAX_SLOTS	64u
 
 /*
- * A client making up to slots calls at once, each on a connection of its
- * own kept alive between rounds. The config strings must outlive the
- * handle. 0, or -1 with the reason in err.
+ * A client making up to slots (at most TWILIO_API_MAX_SLOTS) calls at once,
+ * each on a connection kept alive between rounds. The config strings must
+ * outlive the handle. 0, or -1 with the reason in err.
  */
 __attribute__((warn_unused_result))
 int	twilio_api_new(const struct twilio_api_config *cfg, size_t slots,
 	    struct twilio_api **out, char *err, size_t errsz);
-size_t	twilio_api_slots(const struct twilio_api *api);
 void	twilio_api_free(struct twilio_api *api);
 
+/* One call of a round has its outcome: msgs[i]'s, valid during the call only. */
+typedef void (*twilio_done_fn)(void *arg, size_t i, const struct twilio_result *res);
 /*
  * POST {base}/2010-04-01/Accounts/{sid}/Messages.json for msgs[0..n), all
- * at once, and return when every call has its outcome: within about
- * API_TOTAL_TIMEOUT. Always fills res[0..n); past twilio_api_slots(api)
- * messages are not sent and come back TWILIO_RETRY.
+ * at once, calling done for each as soon as it ends (so a caller records a
+ * send Twilio accepted without waiting for the slowest call of the round).
+ * Returns once every message had its done: within API_CALL_DEADLINE seconds.
+ * Past the handle's slots, messages are not sent and come back TWILIO_RETRY.
  */
 void	twilio_api_send(struct twilio_api *api, const struct twilio_message *msgs,
-	    size_t n, struct twilio_result *res);
+	    size_t n, twilio_done_fn done, void *arg);
 
 /*
  * Pure: classify a reply. transport_ok false means no HTTP reply at all

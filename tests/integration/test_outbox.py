@@ -162,6 +162,7 @@ def test_calls_go_out_together(daemon_factory, fake):
     # Both workers stuck on a call each while eight more PINs queue up.
     fake.script(hang(), hang(), *[slow(1.5)] * 8)
     send_pin(d, phones[0])
+    fake.wait_for_requests(1)
     send_pin(d, phones[1])
     fake.wait_for_requests(2)
     for p in phones[2:]:
@@ -173,6 +174,30 @@ def test_calls_go_out_together(daemon_factory, fake):
     # One call at a time per worker would hold at most 2; rounds hold more.
     assert fake.max_in_flight >= 3, fake.max_in_flight
     assert sorted(r.form["To"] for r in fake.requests) == sorted(phones)
+
+
+def test_each_outcome_goes_to_its_message(daemon_factory, fake):
+    """Calls that end differently in one round are each recorded on their own
+    message: the one Twilio refused is failed, the one it took is sent."""
+    phones = [f"+1555000{3000 + i}" for i in range(4)]
+    d = daemon_factory.make(config=pin_config(fake), users={p: f"u{i}" for i, p in
+                                                             enumerate(phones)},
+                            name="outbox-outcomes")
+    fake.script(hang(), hang(), slow(0.5), invalid_to())
+    send_pin(d, phones[0])
+    fake.wait_for_requests(1)
+    send_pin(d, phones[1])
+    fake.wait_for_requests(2)
+    send_pin(d, phones[2])
+    send_pin(d, phones[3])
+    fake.release()
+    rows = wait_outbox(d, lambda rows: len(rows) == 4 and
+                       all(r["status"] in ("sent", "failed") for r in rows))
+    answered = {r.form["To"]: r.status for r in fake.wait_for_requests(4)}
+    assert sorted(answered.values()) == [201, 201, 201, 400], answered
+    for row in rows:
+        assert row["status"] == ("failed" if answered[row["to_phone"]] == 400 else "sent"), \
+            (row["to_phone"], row["status"], answered)
 
 
 # ------------------------------------------------------------- trust and TLS

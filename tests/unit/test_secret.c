@@ -118,9 +118,10 @@ test_token_deterministic_and_distinct(void **state)
  * person=b"twhookd_" + 8 zero bytes), as crypto_kdf_derive_from_key does;
  * id 1 keys the secret (blake2b-128 of the sid; blake2b-256 for the legacy
  * token), id 2 the hash (of the secret's bytes; of the legacy token's text),
- * id 3 the id's mask (the first 8 bytes of blake2b-128 of the secret, XORed
- * with the big-endian id). A change here invalidates every token in flight
- * and every hash in the store.
+ * id 3 the id's permutation (4 Feistel rounds on the id's 32-bit halves,
+ * big-endian, each XORing the first 4 bytes of blake2b-128 of round byte,
+ * secret and half). A change here invalidates every token in flight and
+ * every hash in the store.
  */
 static void
 test_vectors(void **state)
@@ -144,9 +145,9 @@ test_vectors(void **state)
 
 	(void)state;
 	token_id(key, sid, 1, t);
-	assert_string_equal(t, "baSAE867635DgJ5SJThzliJRb7Y1v6UM");
+	assert_string_equal(t, "_VIHdSY2pS1DgJ5SJThzliJRb7Y1v6UM");
 	token_id(key, sid, 123456789, t);
-	assert_string_equal(t, "baSAE8ngJmpDgJ5SJThzliJRb7Y1v6UM");
+	assert_string_equal(t, "Kh0gJjhwsPVDgJ5SJThzliJRb7Y1v6UM");
 	secret_reset_secret(key, sid, strlen(sid), secret);
 	secret_hash(key, (const char *)secret, sizeof(secret), h);
 	assert_memory_equal(h, want_hash, sizeof(h));
@@ -180,8 +181,8 @@ test_token_parse(void **state)
 			assert_int_not_equal(id, ids[i]);
 	}
 	/*
-	 * Consecutive records' tokens (other sids) show unrelated id fields:
-	 * the mask keeps the count of webhooks out of the links.
+	 * Consecutive records' tokens show unrelated id fields: the permutation
+	 * keeps the count of webhooks out of the links...
 	 */
 	{
 		size_t same = 0;
@@ -191,6 +192,20 @@ test_token_parse(void **state)
 		for (size_t i = 0; i < 10; i++)		/* 10 characters: 60 of the 64 id bits */
 			same += t[i] == t2[i];
 		assert_true(same < 4);
+	}
+	/* ...and an edited id field names an unrelated id, not a neighbour. */
+	for (unsigned bit = 0; bit < 64; bit += 7) {
+		uint8_t	raw[SECRET_TOKEN_BYTES];
+		size_t	n;
+
+		secret_reset_token(a, 1000, secret, t);
+		assert_int_equal(sodium_base642bin(raw, sizeof(raw), t, strlen(t), NULL,
+		    &n, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING), 0);
+		raw[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		sodium_bin2base64(t2, sizeof(t2), raw, sizeof(raw),
+		    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		if (secret_reset_token_parse(a, t2, strlen(t2), &id, got))
+			assert_true(id < 1000 - 65536 || id > 1000 + 65536);
 	}
 	/* No id, or not one of ours. */
 	secret_reset_token(a, 0, secret, t);

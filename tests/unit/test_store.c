@@ -129,7 +129,7 @@ running_row(const struct fx *f, const char *route, const char *key,
 }
 
 /*
- * A token issued before release 0.4 (hash n), where the v4 migration left
+ * A token issued before schema 4 (hash n), where the v4 migration left
  * it: no id, found by its hash.
  */
 static void
@@ -703,7 +703,7 @@ static const struct redeem_case redeem_cases[] = {
 	{ TOK_SM2, 2, T0 + 899, STORE_REDEEM_OK, "bob" },	/* wrong guesses spent nothing */
 	{ TOK_NONE, 2, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },	/* never issued */
 	{ TOK_NONE, 3, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },
-	/* Id 0: a token from before release 0.4, found by its hash alone... */
+	/* Id 0: a token from before schema 4, found by its hash alone... */
 	{ TOK_LEGACY, 5, T0 + 10, STORE_REDEEM_OK, "carol" },
 	{ TOK_LEGACY, 5, T0 + 11, STORE_REDEEM_SPENT, NULL },
 	{ TOK_LEGACY, 6, T0 + 900, STORE_REDEEM_EXPIRED, NULL },
@@ -748,7 +748,7 @@ test_redeem(void **state)
  * Purge deletes by id, the order of arrival: every row before the first
  * one still to keep. A row out of order (older than one before it) stays,
  * and keeps the ones after it: purge may keep a row too long, never delete
- * one to keep. Tokens from before release 0.4 go by expiry, as they did.
+ * one to keep. Tokens from before schema 4 go by expiry, as they did.
  */
 static void
 test_purge(void **state)
@@ -796,6 +796,23 @@ test_purge(void **state)
 	    " (SELECT count(*) FROM reset_tokens_legacy)", "0 0 0");
 	assert_true(issue(f->s, "next", 4, "alice", later + 900) > late);
 	assert_int_equal(redeem(f->s, late, 3, later, &uid), STORE_REDEEM_UNKNOWN);
+
+	/*
+	 * A row stamped days ahead (a clock that ran ahead) holds nothing back:
+	 * the old row after it goes, and it with them. An hour ahead is within
+	 * the slack and holds the rows after it, as any row to keep does.
+	 */
+	running_row(f, ROUTE, "ahead", later + 3 * 86400);
+	running_row(f, ROUTE, "old2", later - keep - 10);
+	running_row(f, ROUTE, "recent2", later - 10);
+	assert_int_equal(store_purge(f->s, later, keep), 0);
+	assert_sql(f, "SELECT group_concat(key) FROM (SELECT key FROM webhooks"
+	    " WHERE key <> 'next' ORDER BY id)", "recent2");
+	running_row(f, ROUTE, "soon", later + 3600);
+	running_row(f, ROUTE, "old3", later - keep - 10);
+	assert_int_equal(store_purge(f->s, later + keep + 100, keep), 0);
+	assert_sql(f, "SELECT group_concat(key) FROM (SELECT key FROM webhooks"
+	    " WHERE key <> 'next' ORDER BY id)", "soon,old3");
 	buf_free(&c.user_id);
 	buf_free(&uid);
 }

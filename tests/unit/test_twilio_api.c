@@ -2,7 +2,9 @@
  * twilio_api.c: the pure parts. How a reply is classified (retry, accepted,
  * permanent) and how Retry-After is read (RFC 9110 section 10.2.3:
  * delta-seconds only here; an HTTP-date counts as absent). Table-driven.
- * twilio_api_send itself is exercised by the integration tests.
+ * Then the handle's bounds, and a round of calls that get no reply (a
+ * loopback port with nothing listening): one outcome per message, once.
+ * Replies are exercised by the integration tests' fake API.
  */
 #include <limits.h>
 #include <setjmp.h>
@@ -10,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -110,13 +113,107 @@ test_retry_after(void **state)
 	assert_int_equal(twilio_api_retry_after(NULL, 0, 3600), 0);
 }
 
+static const struct twilio_api_config cfg = {
+	.base_url = "https://127.0.0.1:9",	/* loopback, nothing listening: refused */
+	.account_sid = "AC00000000000000000000000000000000",
+	.username = "AC00000000000000000000000000000000",
+	.password = "not-a-secret",
+	.from_number = "+15550000100",
+};
+
+static void
+test_new_slots(void **state)
+{
+	struct twilio_api	*api = (struct twilio_api *)1;
+	char			 err[256];
+
+	(void)state;
+	assert_int_equal(twilio_api_new(&cfg, 0, &api, err, sizeof(err)), -1);
+	assert_null(api);
+	assert_non_null(strstr(err, "calls at once"));
+	assert_int_equal(twilio_api_new(&cfg, TWILIO_API_MAX_SLOTS + 1, &api, err,
+	    sizeof(err)), -1);
+	assert_int_equal(twilio_api_new(&cfg, TWILIO_API_MAX_SLOTS, &api, err,
+	    sizeof(err)), 0);
+	twilio_api_free(api);
+}
+
+struct outcomes {
+	unsigned	calls[4];
+	long		status[4];
+	enum twilio_outcome outcome[4];
+	char		detail[4][160];
+};
+
+static void
+on_done(void *arg, size_t i, const struct twilio_result *res)
+{
+	struct outcomes *o = arg;
+
+	assert_true(i < 4);
+	o->calls[i]++;
+	o->status[i] = res->http_status;
+	o->outcome[i] = res->outcome;
+	snprintf(o->detail[i], sizeof(o->detail[i]), "%s", res->detail);
+}
+
+/*
+ * A round where no call gets a reply: each message has its outcome exactly
+ * once, a retry with no status; the one past the slots is not sent at all.
+ * The handle serves the next round as well.
+ */
+static void
+test_send_round_without_replies(void **state)
+{
+	struct twilio_message	 msgs[3] = {
+		{ .to = "+15550000001", .body = "code 1" },
+		{ .to = "+15550000002", .body = "code 2", .validity_period = 60 },
+		{ .to = "+15550000003", .body = "code 3" },
+	};
+	struct twilio_api	*api;
+	struct outcomes		 o;
+	char			 err[256];
+
+	(void)state;
+	assert_int_equal(twilio_api_new(&cfg, 2, &api, err, sizeof(err)), 0);
+	for (int round = 0; round < 2; round++) {
+		memset(&o, 0, sizeof(o));
+		twilio_api_send(api, msgs, 3, on_done, &o);
+		for (size_t i = 0; i < 3; i++) {
+			assert_int_equal(o.calls[i], 1);
+			assert_int_equal(o.outcome[i], TWILIO_RETRY);
+			assert_int_equal(o.status[i], 0);
+			assert_true(o.detail[i][0] != '\0');
+		}
+		assert_non_null(strstr(o.detail[2], "not sent"));
+	}
+	twilio_api_free(api);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	return twilio_api_global_init();
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	twilio_api_global_cleanup();
+	return 0;
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_retry_after),
+		cmocka_unit_test(test_new_slots),
+		cmocka_unit_test(test_send_round_without_replies),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, setup, teardown);
 }
