@@ -389,13 +389,26 @@ done:
 void
 secret_pin_new(unsigned digits, char out[SECRET_PIN_MAX + 1])
 {
-	unsigned i;
+	unsigned	i = 0;
 
 	if (digits > SECRET_PIN_MAX)
 		digits = SECRET_PIN_MAX;
-	/* randombytes_uniform: no modulo bias, every digit equally likely. */
-	for (i = 0; i < digits; i++)
-		out[i] = (char)('0' + randombytes_uniform(10));
+	/*
+	 * randombytes_uniform: no modulo bias, every PIN equally likely. Up to
+	 * nine digits a draw (10^9 < 2^32): one getrandom(2) for a PIN of
+	 * ordinary length rather than one per digit.
+	 */
+	while (i < digits) {
+		unsigned	k = digits - i < 9 ? digits - i : 9;
+		uint32_t	bound = 1, v;
+
+		for (unsigned j = 0; j < k; j++)
+			bound *= 10;
+		v = randombytes_uniform(bound);
+		for (unsigned j = k; j-- > 0; v /= 10)
+			out[i + j] = (char)('0' + v % 10);	/* leading zeros kept */
+		i += k;
+	}
 	out[i] = '\0';
 }
 

@@ -234,6 +234,35 @@ test_token_parse(void **state)
 	secret_key_free(b);
 }
 
+/* Every length, only digits; each position uniform, leading zeros included. */
+static void
+test_pin_new(void **state)
+{
+	char		pin[SECRET_PIN_MAX + 1];
+	unsigned	seen[SECRET_PIN_MAX][10];
+	const unsigned	draws = 20000;
+
+	(void)state;
+	for (unsigned d = 1; d <= SECRET_PIN_MAX; d++) {
+		secret_pin_new(d, pin);
+		assert_int_equal(strlen(pin), d);
+		assert_int_equal(strspn(pin, "0123456789"), d);
+	}
+	secret_pin_new(SECRET_PIN_MAX + 5, pin);
+	assert_int_equal(strlen(pin), SECRET_PIN_MAX);
+	memset(seen, 0, sizeof(seen));
+	for (unsigned n = 0; n < draws; n++) {
+		secret_pin_new(SECRET_PIN_MAX, pin);
+		for (unsigned p = 0; p < SECRET_PIN_MAX; p++)
+			seen[p][pin[p] - '0']++;
+	}
+	/* 2000 expected per cell; 1700..2300 is over 6 standard deviations wide. */
+	for (unsigned p = 0; p < SECRET_PIN_MAX; p++)
+		for (unsigned v = 0; v < 10; v++)
+			if (seen[p][v] < 1700 || seen[p][v] > 2300)
+				fail_msg("position %u digit %u: %u of %u", p, v, seen[p][v], draws);
+}
+
 static void
 test_hash(void **state)
 {
@@ -491,6 +520,7 @@ main(void)
 		cmocka_unit_test(test_token_deterministic_and_distinct),
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_token_parse),
+		cmocka_unit_test(test_pin_new),
 		cmocka_unit_test(test_hash),
 		cmocka_unit_test_setup_teardown(test_key_create_and_reload, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(test_key_file_checks, dir_setup, dir_teardown),
