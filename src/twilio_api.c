@@ -578,12 +578,16 @@ collect_done(struct twilio_api *api, struct twilio_result *res, twilio_done_fn d
 {
 	CURLMsg		*m;
 	struct slot	*sl;
+	char		*priv;
 	size_t		 ended = 0;
 	int		 left;
 
 	while ((m = curl_multi_info_read(api->multi, &left)) != NULL) {
 		if (m->msg != CURLMSG_DONE || curl_easy_getinfo(m->easy_handle,
-		    CURLINFO_PRIVATE, (char **)&sl) != CURLE_OK || sl == NULL || !sl->added)
+		    CURLINFO_PRIVATE, &priv) != CURLE_OK || priv == NULL)
+			continue;
+		sl = (struct slot *)(void *)priv;
+		if (!sl->added)
 			continue;
 		sl->cc = m->data.result;
 		slot_done(api, sl, &res[sl - api->slots], done, arg);
@@ -645,7 +649,10 @@ twilio_api_send(struct twilio_api *api, const struct twilio_message *msgs, size_
 			break;
 		}
 	}
-	/* Cut short: what has not ended counts as no reply (retried, never "sent"). */
+	/*
+	 * Cut short: a call that has not ended is judged by the status it got,
+	 * if any (a 201 whose body was still coming is sent); none is a retry.
+	 */
 	for (i = 0; i < n && i < api->nslots; i++) {
 		struct slot *sl = &api->slots[i];
 
