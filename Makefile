@@ -19,6 +19,7 @@ TEST_PKGS	:= cmocka
 
 SRCS := \
 	src/buf.c \
+	src/clock.c \
 	src/log.c \
 	src/phone.c \
 	src/form.c \

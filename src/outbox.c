@@ -16,6 +16,7 @@
 
 #include <sodium.h>
 
+#include "clock.h"
 #include "defaults.h"
 #include "log.h"
 #include "outbox.h"
@@ -79,17 +80,10 @@ outbox_backoff_ms(unsigned attempt, unsigned retry_after, uint32_t rnd)
 static bool
 wait_ms(struct outbox *ob, unsigned long seen, bool wake_on_notify, long ms)
 {
-	struct timespec	deadline;
+	struct timespec	deadline = clock_deadline(ms);
 	bool		stop;
 	int		rc = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += ms / 1000;
-	deadline.tv_nsec += (ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&ob->mu);
 	while (!ob->stop && rc != ETIMEDOUT && !(wake_on_notify && ob->wakeups != seen))
 		rc = pthread_cond_timedwait(&ob->cv, &ob->mu, &deadline);
@@ -479,15 +473,7 @@ outbox_notify(struct outbox *ob)
 static int
 init_sync(struct outbox *ob)
 {
-	pthread_condattr_t	attr;
-	int			rc;
-
-	if (pthread_condattr_init(&attr) != 0)
-		return -1;
-	rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
-	    pthread_cond_init(&ob->cv, &attr) == 0 ? 0 : -1;
-	pthread_condattr_destroy(&attr);
-	if (rc == -1)
+	if (clock_cond_init(&ob->cv) == -1)
 		return -1;
 	if (pthread_mutex_init(&ob->mu, NULL) != 0) {
 		pthread_cond_destroy(&ob->cv);

@@ -449,6 +449,7 @@ server_start(const struct server_options *opt, const struct server_hooks *hooks,
 	struct server		*srv = NULL;
 	struct sockaddr_storage	 ss;
 	size_t			 n = 0;
+	uint64_t		 seed;
 	struct MHD_OptionItem	 items[6] = {
 		{ MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL },
 		{ MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL },
@@ -469,7 +470,6 @@ server_start(const struct server_options *opt, const struct server_hooks *hooks,
 	srv->access_log = opt->access_log;
 	srv->nice = opt->nice;
 	atomic_init(&srv->inflight, 0);
-	uint64_t seed;
 	randombytes_buf(&seed, sizeof(seed));
 	atomic_init(&srv->next_id, seed);
 	if (opt->listen_fd >= 0)

@@ -18,6 +18,7 @@
 
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "defaults.h"
 #include "log.h"
 #include "store.h"
@@ -426,15 +427,8 @@ sq_exec(struct conn *c, enum st id, const char *fmt, ...)
 int
 sq_gate_lock(pthread_mutex_t *gate, unsigned timeout_ms)
 {
-	struct timespec	until;
+	struct timespec	until = clock_deadline((long)timeout_ms);
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	return pthread_mutex_clocklock(gate, CLOCK_MONOTONIC, &until) == 0 ? 0 : -1;
 }
 

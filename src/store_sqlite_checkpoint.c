@@ -29,6 +29,7 @@
 
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "log.h"
 #include "store_sqlite.h"
 
@@ -161,11 +162,7 @@ ckpt_main(void *arg)
 	pthread_mutex_lock(&k->lock);
 	while (!k->stop) {
 		if (!k->wake) {
-			clock_gettime(CLOCK_MONOTONIC, &until);
-			until.tv_nsec += SQ_CKPT_INTERVAL_MS % 1000 * 1000000L;
-			until.tv_sec += SQ_CKPT_INTERVAL_MS / 1000 +
-			    until.tv_nsec / 1000000000L;
-			until.tv_nsec %= 1000000000L;
+			until = clock_deadline(SQ_CKPT_INTERVAL_MS);
 			(void)pthread_cond_timedwait(&k->cond, &k->lock, &until);
 			if (k->stop)
 				break;
@@ -211,7 +208,6 @@ sq_ckpt_start(const char *path, pthread_mutex_t *gate, struct sq_ckpt **out,
     char *err, size_t errsz)
 {
 	struct sq_ckpt		*k;
-	pthread_condattr_t	 ca;
 	sigset_t		 all, old;
 	int			 rc;
 
@@ -222,10 +218,12 @@ sq_ckpt_start(const char *path, pthread_mutex_t *gate, struct sq_ckpt **out,
 	}
 	k->gate = gate;
 	pthread_mutex_init(&k->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&k->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	if (clock_cond_init(&k->cond) == -1) {
+		pthread_mutex_destroy(&k->lock);
+		free(k);
+		snprintf(err, errsz, "checkpointer: cannot set up its condition variable");
+		return -1;
+	}
 	atomic_init(&k->pending, false);
 	atomic_init(&k->seen, 0);
 	atomic_init(&k->frames, 0);

@@ -59,6 +59,8 @@ struct twilio_api {
 	CURLM				*multi;
 	struct curl_slist		*headers;
 	char				*url;
+	const char			*cainfo;	/* the CA file every slot uses, or NULL */
+	const char			*capath;	/* the CA directory, or NULL */
 	int				 ca_fd;		/* the combined CA file, or -1 */
 	char				 ca_path[32];
 	size_t				 nslots;
@@ -206,22 +208,30 @@ done:
 }
 
 /*
- * The CAs the API's certificate is checked against, as one PEM file that
- * GnuTLS parses once per connection: the system bundle, then api_ca_file
- * when set, joined in an anonymous file (made once, shared by the slots).
- * Left to its default, Debian's libcurl-gnutls loads all of /etc/ssl/certs,
- * each certificate three times over (its file, its hash link, the bundle):
- * 8 MiB of peak RSS per connection in bench/run. Without a bundle, the
- * directory as before.
+ * The CAs the API's certificate is checked against, chosen once for all the
+ * slots: the system bundle, as one PEM file that GnuTLS parses once per
+ * connection, with api_ca_file appended in an anonymous file when set. Left
+ * to its default, Debian's libcurl-gnutls loads all of /etc/ssl/certs, each
+ * certificate three times over (its file, its hash link, the bundle): 8 MiB
+ * of peak RSS per connection in bench/run. Without a bundle, the directory
+ * (and api_ca_file) as before.
  */
 static int
-make_ca(struct twilio_api *api, char *err, size_t errsz)
+resolve_ca(struct twilio_api *api, char *err, size_t errsz)
 {
 	const char	*extra = api->cfg->ca_file;
+	bool		 has_extra = extra != NULL && extra[0] != '\0';
 
-	if (access(TWILIO_API_SYSTEM_CABUNDLE, R_OK) == -1 || extra == NULL ||
-	    extra[0] == '\0')
+	if (access(TWILIO_API_SYSTEM_CABUNDLE, R_OK) == -1) {
+		api->cainfo = has_extra ? extra : NULL;
+		api->capath = TWILIO_API_SYSTEM_CAPATH;
 		return 0;
+	}
+	api->capath = NULL;
+	if (!has_extra) {
+		api->cainfo = TWILIO_API_SYSTEM_CABUNDLE;
+		return 0;
+	}
 	if ((api->ca_fd = memfd_create("twhookd-ca", MFD_CLOEXEC)) == -1) {
 		snprintf(err, errsz, "CA file: memfd_create: %s", strerror(errno));
 		return -1;
@@ -234,27 +244,8 @@ make_ca(struct twilio_api *api, char *err, size_t errsz)
 	}
 	/* Read again at each new connection, so it stays open with the handle. */
 	snprintf(api->ca_path, sizeof(api->ca_path), "/proc/self/fd/%d", api->ca_fd);
+	api->cainfo = api->ca_path;
 	return 0;
-}
-
-static int
-set_ca(const struct twilio_api *api, CURL *c)
-{
-	const char	*extra = api->cfg->ca_file;
-	int		 bad = 0;
-
-	if (api->ca_fd != -1) {
-		bad |= curl_easy_setopt(c, CURLOPT_CAINFO, api->ca_path) != CURLE_OK;
-		bad |= curl_easy_setopt(c, CURLOPT_CAPATH, NULL) != CURLE_OK;
-	} else if (access(TWILIO_API_SYSTEM_CABUNDLE, R_OK) == -1) {
-		if (extra != NULL && extra[0] != '\0')
-			bad |= curl_easy_setopt(c, CURLOPT_CAINFO, extra) != CURLE_OK;
-		bad |= curl_easy_setopt(c, CURLOPT_CAPATH, TWILIO_API_SYSTEM_CAPATH) != CURLE_OK;
-	} else {
-		bad |= curl_easy_setopt(c, CURLOPT_CAINFO, TWILIO_API_SYSTEM_CABUNDLE) != CURLE_OK;
-		bad |= curl_easy_setopt(c, CURLOPT_CAPATH, NULL) != CURLE_OK;
-	}
-	return bad ? -1 : 0;
 }
 
 /* Options that hold for every call made with this slot. */
@@ -285,7 +276,9 @@ setup_handle(const struct twilio_api *api, struct slot *sl)
 	bad |= curl_easy_setopt(c, CURLOPT_HEADERDATA, sl) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, sl->errbuf) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_PRIVATE, sl) != CURLE_OK;
-	bad |= set_ca(api, c);
+	if (api->cainfo != NULL)
+		bad |= curl_easy_setopt(c, CURLOPT_CAINFO, api->cainfo) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_CAPATH, api->capath) != CURLE_OK;
 	return bad ? -1 : 0;
 }
 
@@ -348,7 +341,7 @@ twilio_api_new(const struct twilio_api_config *cfg, size_t slots,
 	if ((h = curl_slist_append(api->headers, "Expect:")) == NULL)
 		goto fail;
 	api->headers = h;
-	if (make_ca(api, err, errsz) == -1)
+	if (resolve_ca(api, err, errsz) == -1)
 		goto fail;
 	for (size_t i = 0; i < slots; i++) {
 		struct slot *sl = &api->slots[i];
