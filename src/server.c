@@ -490,6 +490,7 @@ server_start(const struct server_options *opt, const struct server_hooks *hooks,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
 	    MHD_OPTION_ARRAY, items,
 	    MHD_OPTION_CONNECTION_LIMIT, opt->max_connections,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, opt->max_connections_per_ip,
 	    MHD_OPTION_CONNECTION_TIMEOUT, opt->timeout,
 #if MHD_VERSION >= 0x00097701

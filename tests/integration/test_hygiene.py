@@ -170,6 +170,30 @@ def test_pipelined_second_request_not_smuggled(live):
     assert b" 400 " in data or (closed and data.count(b"HTTP/1.1 ") == 1), data[:600]
 
 
+def test_request_target_at_the_limit_is_served(live):
+    # The longest request-target twhookd takes (4096 bytes), signed over it:
+    # libmicrohttpd's per-connection memory must hold it with the headers.
+    path = "/sms/reset?q="
+    path += "a" * (4096 - len(path))
+    r = live.post_signed(live.params(ALICE), path=path)
+    assert r.status_code == 200, r.text[:200]
+    assert "token=" in r.text
+
+
+def test_oversized_header_block_refused(live):
+    # Past libmicrohttpd's per-connection memory (16 KiB): 431, and the
+    # daemon goes on serving.
+    body, sig = signed_body(live)
+    req = (f"POST /sms/reset HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n"
+           "Content-Type: application/x-www-form-urlencoded\r\n"
+           f"X-Padding: {'p' * 20000}\r\n"
+           f"X-Twilio-Signature: {sig}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    data, closed = raw_exchange(live.port, live.cert, req)
+    assert parse_status(data) == 431, data[:300]
+    assert closed
+    assert live.get("/healthz").status_code == 200
+
+
 def test_long_request_target(live):
     body, sig = signed_body(live)
     path = "/sms/reset?" + "a" * 5000
