@@ -1,23 +1,12 @@
 /*
- * bench/mhd_floor: the floor under twhookd's listener, for make bench.
- *
- * The same libmicrohttpd + GnuTLS listener twhookd runs (one epoll thread,
- * TURBO, suspend/resume allowed, the same TLS priorities and connection
- * options), reading each POST body whole and answering a fixed TwiML of
- * twhookd's size and headers. It validates and stores nothing:
- *
- *   static   answers from the request's last call, as a server with no
- *            store would
- *   handoff  suspends the request and lets a second thread resume it, as
- *            twhookd hands every webhook to its batch thread; the answer is
- *            then queued from the resumed call. What this adds over static
- *            is what the handoff alone costs, work aside
- *
- * usage: mhd_floor static|handoff PORT CERT KEY
- * TLS priorities, connection limit, memory and timeout are twhookd's.
- * Runs until SIGTERM or SIGINT, then exits 0.
+ * bench/mhd_floor: twhookd's libmicrohttpd + GnuTLS listener with nothing
+ * behind it, the floor make bench measures twhookd against. "static" answers
+ * a fixed TwiML from the request's last call; "handoff" first suspends it and
+ * lets a second thread resume it, as twhookd hands webhooks to its batch
+ * thread. A bench tool, so it includes microhttpd.h itself (src/: server.c only).
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -26,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -42,41 +33,42 @@ struct exchange {
 	bool			 suspended;
 };
 
-static struct {
+struct floor {
+	bool			 handoff;
+	pthread_t		 resumer;
 	pthread_mutex_t		 mu;
 	pthread_cond_t		 cv;
 	struct exchange		*head, *tail;	/* in arrival order, as twhookd's */
-	bool			 stopping;
-} queue = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, false };
+	bool			 stopping;	/* answer inline: no resumer any more */
+};
 
-static bool handoff;
-
-/* Resume whatever queued up, a batch at a time, like twhookd's batch thread. */
+/* Resume what queued up, BATCH_MAX at a time, as twhookd's batch thread takes it. */
 static void *
 resumer_main(void *arg)
 {
+	struct floor		*f = arg;
 	struct sched_param	 sp;
-	struct exchange		*x, *next;
+	struct exchange		*x;
 
-	(void)arg;
 	memset(&sp, 0, sizeof(sp));
 	(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-	pthread_mutex_lock(&queue.mu);
+	pthread_mutex_lock(&f->mu);
 	for (;;) {
-		while (queue.head == NULL && !queue.stopping)
-			pthread_cond_wait(&queue.cv, &queue.mu);
-		if (queue.head == NULL)
-			break;
-		x = queue.head;
-		queue.head = queue.tail = NULL;
-		pthread_mutex_unlock(&queue.mu);
-		for (; x != NULL; x = next) {
-			next = x->next;
+		while (f->head == NULL && !f->stopping)
+			pthread_cond_wait(&f->cv, &f->mu);
+		if (f->head == NULL)
+			break;		/* stopping, and the queue is empty */
+		for (unsigned n = 0; f->head != NULL && n < BATCH_MAX; n++) {
+			x = f->head;
+			if ((f->head = x->next) == NULL)
+				f->tail = NULL;
 			MHD_resume_connection(x->conn);
 		}
-		pthread_mutex_lock(&queue.mu);
+		/* Let the listener queue more while this round's are answered. */
+		pthread_mutex_unlock(&f->mu);
+		pthread_mutex_lock(&f->mu);
 	}
-	pthread_mutex_unlock(&queue.mu);
+	pthread_mutex_unlock(&f->mu);
 	return NULL;
 }
 
@@ -97,18 +89,46 @@ answer(struct MHD_Connection *conn)
 	return ret;
 }
 
+/* Queue x for the resumer; false when it is stopping (answer inline then). */
+static bool
+hand_off(struct floor *f, struct exchange *x)
+{
+	pthread_mutex_lock(&f->mu);
+	if (f->stopping) {
+		pthread_mutex_unlock(&f->mu);
+		return false;
+	}
+	x->suspended = true;
+	MHD_suspend_connection(x->conn);
+	x->next = NULL;
+	if (f->tail != NULL)
+		f->tail->next = x;
+	else
+		f->head = x;
+	f->tail = x;
+	pthread_cond_signal(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+	return true;
+}
+
 static enum MHD_Result
 on_access(void *cls, struct MHD_Connection *conn, const char *url,
     const char *method, const char *version, const char *upload_data,
     size_t *upload_data_size, void **con_cls)
 {
-	struct exchange	*x = *con_cls;
+	static _Thread_local bool	 niced;
+	struct floor			*f = cls;
+	struct exchange			*x = *con_cls;
 
-	(void)cls;
 	(void)url;
 	(void)method;
 	(void)version;
 	(void)upload_data;
+	if (!niced) {
+		/* As twhookd's listener threads run. */
+		niced = true;
+		(void)setpriority(PRIO_PROCESS, (id_t)gettid(), LISTENER_NICE);
+	}
 	if (x == NULL) {
 		if ((x = calloc(1, sizeof(*x))) == NULL)
 			return MHD_NO;
@@ -120,19 +140,8 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url,
 		*upload_data_size = 0;		/* read and dropped */
 		return MHD_YES;
 	}
-	if (!handoff || x->suspended)
+	if (!f->handoff || x->suspended || !hand_off(f, x))
 		return answer(conn);
-	x->suspended = true;
-	MHD_suspend_connection(conn);
-	pthread_mutex_lock(&queue.mu);
-	x->next = NULL;
-	if (queue.tail != NULL)
-		queue.tail->next = x;
-	else
-		queue.head = x;
-	queue.tail = x;
-	pthread_cond_signal(&queue.cv);
-	pthread_mutex_unlock(&queue.mu);
 	return MHD_YES;
 }
 
@@ -147,67 +156,93 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-/* The whole file, NUL-terminated, as MHD_OPTION_HTTPS_MEM_* want it. */
+/* The whole file, NUL-terminated, as MHD_OPTION_HTTPS_MEM_* want it; NULL and errno. */
 static char *
 slurp(const char *path)
 {
-	FILE	*f;
+	FILE	*fp;
 	char	*p = NULL;
 	long	 n;
+	int	 saved;
 
-	if ((f = fopen(path, "rb")) == NULL)
+	if ((fp = fopen(path, "rb")) == NULL)
 		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-	    (p = calloc((size_t)n + 1, 1)) != NULL && fread(p, 1, (size_t)n, f) != (size_t)n) {
+	if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 && fseek(fp, 0, SEEK_SET) == 0 &&
+	    (p = calloc((size_t)n + 1, 1)) != NULL && fread(p, 1, (size_t)n, fp) != (size_t)n) {
 		free(p);
 		p = NULL;
+		errno = EIO;
 	}
-	fclose(f);
+	saved = errno;
+	fclose(fp);
+	errno = saved;
 	return p;
+}
+
+static bool
+number(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
+{
+	char	*end;
+
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	return errno == 0 && end != s && *end == '\0' && *out >= lo && *out <= hi;
 }
 
 int
 main(int argc, char **argv)
 {
+	struct floor		 f = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 	struct MHD_Daemon	*d;
-	pthread_t		 resumer;
+	struct sockaddr_in	 sin;
+	struct MHD_OptionItem	 pool[2] = {
+		{ MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL },
+	};
 	sigset_t		 sigs;
-	char			*cert, *key, *end;
-	unsigned long		 port;
-	int			 sig;
+	char			*pem[2] = { NULL, NULL };
+	unsigned long		 port, threads;
+	int			 sig, rc = 1;
 
-	if (argc != 5 || (strcmp(argv[1], "static") != 0 && strcmp(argv[1], "handoff") != 0)) {
-		fprintf(stderr, "usage: mhd_floor static|handoff PORT CERT KEY\n");
+	if (argc != 6 || (strcmp(argv[1], "static") != 0 && strcmp(argv[1], "handoff") != 0) ||
+	    !number(argv[2], 1, 65535, &port) || !number(argv[5], 1, MAX_THREADS, &threads)) {
+		fprintf(stderr, "usage: mhd_floor static|handoff PORT CERT KEY THREADS\n");
 		return 2;
 	}
-	handoff = strcmp(argv[1], "handoff") == 0;
-	errno = 0;
-	port = strtoul(argv[2], &end, 10);
-	if (errno != 0 || *end != '\0' || port == 0 || port > 65535) {
-		fprintf(stderr, "mhd_floor: bad port: %s\n", argv[2]);
-		return 2;
-	}
-	if ((cert = slurp(argv[3])) == NULL || (key = slurp(argv[4])) == NULL) {
-		fprintf(stderr, "mhd_floor: cannot read the certificate or key\n");
-		return 1;
-	}
-	/* Signals are waited for below, never delivered to a server thread. */
+	f.handoff = strcmp(argv[1], "handoff") == 0;
+	for (int i = 0; i < 2; i++)
+		if ((pem[i] = slurp(argv[3 + i])) == NULL) {
+			fprintf(stderr, "mhd_floor: %s: %s\n", argv[3 + i], strerror(errno));
+			goto done;
+		}
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* As twhookd: one thread serves unless told more (a pool of one is refused). */
+	if (threads > 1)
+		pool[0] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL };
+	/* As twhookd: a peer gone mid-answer is an error return, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	/* SIGTERM and SIGINT are waited for below, never delivered to a server thread. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	if (handoff && pthread_create(&resumer, NULL, resumer_main, NULL) != 0) {
-		fprintf(stderr, "mhd_floor: cannot start the resumer thread\n");
-		return 1;
+	if (f.handoff) {
+		if (pthread_create(&f.resumer, NULL, resumer_main, &f) != 0) {
+			fprintf(stderr, "mhd_floor: cannot start the resumer thread\n");
+			goto done;
+		}
+		/* bench/run groups threads by name: this one stands where twhookd's batch does. */
+		(void)pthread_setname_np(f.resumer, "batch");
 	}
-	/* bench/run groups threads by name: this one stands where twhookd's batch thread does. */
-	if (handoff)
-		(void)pthread_setname_np(resumer, "batch");
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
-	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TLS, (uint16_t)port,
-	    NULL, NULL, on_access, NULL,
-	    MHD_OPTION_HTTPS_MEM_CERT, cert,
-	    MHD_OPTION_HTTPS_MEM_KEY, key,
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TLS, 0,
+	    NULL, NULL, on_access, &f,
+	    MHD_OPTION_SOCK_ADDR, &sin,
+	    MHD_OPTION_ARRAY, pool,
+	    MHD_OPTION_HTTPS_MEM_CERT, pem[0],
+	    MHD_OPTION_HTTPS_MEM_KEY, pem[1],
 	    MHD_OPTION_HTTPS_PRIORITIES, DEFAULT_TLS_PRIORITIES,
 	    MHD_OPTION_CONNECTION_LIMIT, DEFAULT_MAX_CONNECTIONS,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
@@ -219,21 +254,29 @@ main(int argc, char **argv)
 #endif
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 	    MHD_OPTION_END);
-	if (d == NULL) {
-		fprintf(stderr, "mhd_floor: cannot listen on port %lu\n", port);
-		return 1;
+	if (d == NULL)
+		fprintf(stderr, "mhd_floor: cannot listen on 127.0.0.1:%lu\n", port);
+	else {
+		while (sigwait(&sigs, &sig) != 0)
+			;
+		rc = 0;
 	}
-	while (sigwait(&sigs, &sig) != 0)
-		;
-	MHD_stop_daemon(d);
-	if (handoff) {
-		pthread_mutex_lock(&queue.mu);
-		queue.stopping = true;
-		pthread_cond_signal(&queue.cv);
-		pthread_mutex_unlock(&queue.mu);
-		pthread_join(resumer, NULL);
+	/*
+	 * The resumer first: it resumes all it holds before it exits, and the
+	 * listener answers inline from then on, so libmicrohttpd is never
+	 * stopped with a connection suspended (it aborts then).
+	 */
+	if (f.handoff) {
+		pthread_mutex_lock(&f.mu);
+		f.stopping = true;
+		pthread_cond_signal(&f.cv);
+		pthread_mutex_unlock(&f.mu);
+		pthread_join(f.resumer, NULL);
 	}
-	free(cert);
-	free(key);
-	return 0;
+	if (d != NULL)
+		MHD_stop_daemon(d);
+done:
+	free(pem[0]);
+	free(pem[1]);
+	return rc;
 }

@@ -90,16 +90,16 @@
 #define MAX_FORM_PAIRS                256u      /* Twilio sends ~40; more is not Twilio */
 #define MAX_TARGET_LEN                4096u     /* raw request-target */
 /*
- * libmicrohttpd's memory per connection: the request line and headers (half
- * of it to start with; a request head over ~14 KiB gets 431), then the
- * answer's headers. It zeroes all of it after every request and keeps it
- * resident while the connection lives: 16 KiB instead of its default 32 took
- * bench/run's peak RSS at 1000 connections from 69 to 51 MiB, CPU unchanged,
- * and still fits a request-target of MAX_TARGET_LEN with Twilio's headers.
+ * libmicrohttpd's memory per connection: the request line and headers, then
+ * the answer's headers (a request head past ~13-16 KiB, less with more
+ * headers, gets 431; a request line too long for it 414). It zeroes all of
+ * it after every request and keeps it resident while the connection lives:
+ * 16 KiB instead of its default 32 took bench/run's peak RSS at 1000
+ * connections from 69 to 51 MiB, CPU unchanged.
  */
 #define CONNECTION_MEMORY             (16u * 1024u)
 _Static_assert(MAX_TARGET_LEN + 2048u <= CONNECTION_MEMORY / 2,
-    "the first read buffer holds a longest request-target and its headers");
+    "room for a longest request-target and Twilio's headers, with margin");
 #define MAX_URL_LEN                   8192u     /* public base + target */
 #define MAX_SECRET_FILE               4096u     /* bytes read from a *_file */
 #define MAX_CONFIG_FILE               (256u * 1024u)
