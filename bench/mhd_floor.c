@@ -42,13 +42,27 @@ struct floor {
 	bool			 stopping;	/* answer inline: no resumer any more */
 };
 
-/* Resume what queued up, BATCH_MAX at a time, as twhookd's batch thread takes it. */
+/* Detach up to BATCH_MAX queued requests, as twhookd's batch thread takes them. */
+static struct exchange *
+take(struct floor *f)
+{
+	struct exchange	*first = f->head, *last = first;
+
+	for (unsigned n = 1; n < BATCH_MAX && last->next != NULL; n++)
+		last = last->next;
+	if ((f->head = last->next) == NULL)
+		f->tail = NULL;
+	last->next = NULL;
+	return first;
+}
+
+/* Resume what queued up, a batch at a time, outside the lock as twhookd's work runs. */
 static void *
 resumer_main(void *arg)
 {
 	struct floor		*f = arg;
 	struct sched_param	 sp;
-	struct exchange		*x;
+	struct exchange		*x, *next;
 
 	memset(&sp, 0, sizeof(sp));
 	(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
@@ -58,14 +72,12 @@ resumer_main(void *arg)
 			pthread_cond_wait(&f->cv, &f->mu);
 		if (f->head == NULL)
 			break;		/* stopping, and the queue is empty */
-		for (unsigned n = 0; f->head != NULL && n < BATCH_MAX; n++) {
-			x = f->head;
-			if ((f->head = x->next) == NULL)
-				f->tail = NULL;
+		x = take(f);
+		pthread_mutex_unlock(&f->mu);
+		for (; x != NULL; x = next) {
+			next = x->next;		/* x may be freed once resumed */
 			MHD_resume_connection(x->conn);
 		}
-		/* Let the listener queue more while this round's are answered. */
-		pthread_mutex_unlock(&f->mu);
 		pthread_mutex_lock(&f->mu);
 	}
 	pthread_mutex_unlock(&f->mu);

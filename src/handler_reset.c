@@ -2,9 +2,9 @@
  * SMS password reset: the sender's registered user gets a single-use link.
  * The token is its record's id and a secret derived from the server key and
  * the MessageSid, so a retry of the same webhook answers the same link
- * without the token ever being stored: the store keeps only its keyed hash. An unknown sender gets the configured
- * unknown_reply through the same steps, so the answer says nothing about
- * which numbers are registered.
+ * without the token ever being stored: the store keeps only its keyed hash.
+ * An unknown sender gets the configured unknown_reply through the same
+ * steps, so the answer says nothing about which numbers are registered.
  */
 #include <string.h>
 #include <time.h>
