@@ -38,6 +38,7 @@ SRCS := \
 	src/public_url.c \
 	src/metrics.c \
 	src/tls.c \
+	src/conn_table.c \
 	src/handler.c \
 	src/handler_reset.c \
 	src/handler_pin.c \

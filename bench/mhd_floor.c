@@ -248,7 +248,8 @@ main(int argc, char **argv)
 		/* bench/run groups threads by name: this one stands where twhookd's batch does. */
 		(void)pthread_setname_np(f.resumer, "batch");
 	}
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
+	/* As twhookd's listener: no MHD_USE_TURBO (src/server.c says why). */
+	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TLS, 0,
 	    NULL, NULL, on_access, &f,
 	    MHD_OPTION_SOCK_ADDR, &sin,
@@ -258,7 +259,7 @@ main(int argc, char **argv)
 	    MHD_OPTION_HTTPS_PRIORITIES, DEFAULT_TLS_PRIORITIES,
 	    MHD_OPTION_CONNECTION_LIMIT, DEFAULT_MAX_CONNECTIONS,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-	    MHD_OPTION_CONNECTION_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+	    MHD_OPTION_CONNECTION_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 #if MHD_VERSION >= 0x00097701
 	    MHD_OPTION_CLIENT_DISCIPLINE_LVL, 1,
 #else

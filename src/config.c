@@ -503,6 +503,21 @@ check_routes(struct parse_ctx *ctx)
 		}
 }
 
+/* Silence between requests is cut first; a whole request has longer. */
+static void
+check_timeouts(struct parse_ctx *ctx)
+{
+	int	req = key_idx("server", "request_timeout");
+	int	idle = key_idx("server", "idle_timeout");
+
+	if (usable(ctx, req) && usable(ctx, idle) &&
+	    ctx->cfg->idle_timeout > ctx->cfg->request_timeout)
+		err(ctx, is_set(ctx, idle) ? ctx->key_line[idle] : ctx->key_line[req],
+		    "server", is_set(ctx, idle) ? "idle_timeout" : "request_timeout",
+		    "idle_timeout (%us) must not exceed request_timeout (%us)",
+		    ctx->cfg->idle_timeout, ctx->cfg->request_timeout);
+}
+
 static void
 check_listeners(struct parse_ctx *ctx)
 {
@@ -561,6 +576,7 @@ parse(struct parse_ctx *ctx, const char *text, size_t len)
 	check_twilio_api(ctx);
 	check_routes(ctx);
 	check_listeners(ctx);
+	check_timeouts(ctx);
 	note_inline_secrets(ctx);
 }
 

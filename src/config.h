@@ -51,7 +51,9 @@ struct config {
 	unsigned	 threads;		/* 0 = number of cores */
 	unsigned	 max_connections;
 	unsigned	 max_connections_per_ip;	/* 0 = off */
-	unsigned	 request_timeout;	/* seconds */
+	unsigned	 request_timeout;	/* seconds for a whole request */
+	unsigned	 idle_timeout;		/* seconds of silence on a connection */
+	bool		 reuse_port;		/* SO_REUSEPORT on the listeners */
 	size_t		 max_body;		/* bytes */
 	unsigned	 drain_delay;		/* seconds */
 	unsigned	 shutdown_timeout;	/* seconds */

@@ -44,6 +44,8 @@ const struct config_key config_keys[] = {
 	{ "server", "max_connections", KT_UINT, 0, F(max_connections), 0, 1, MAX_CONNECTIONS_LIMIT, DEFAULT_MAX_CONNECTIONS, NULL, NULL },
 	{ "server", "max_connections_per_ip", KT_UINT, 0, F(max_connections_per_ip), 0, 0, MAX_CONNECTIONS_LIMIT, DEFAULT_MAX_CONNECTIONS_PER_IP, NULL, NULL },
 	{ "server", "request_timeout", KT_DURATION, 0, F(request_timeout), 0, 1, MAX_REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, NULL, NULL },
+	{ "server", "idle_timeout", KT_DURATION, 0, F(idle_timeout), 0, 1, MAX_REQUEST_TIMEOUT, DEFAULT_IDLE_TIMEOUT, NULL, NULL },
+	{ "server", "reuse_port", KT_BOOL, 0, F(reuse_port), 0, 0, 1, 0, NULL, NULL },
 	{ "server", "max_body", KT_SIZE, 0, F(max_body), 0, MIN_BODY_LIMIT, MAX_BODY_LIMIT, DEFAULT_MAX_BODY, NULL, NULL },
 	{ "server", "drain_delay", KT_DURATION, 0, F(drain_delay), 0, 0, MAX_DRAIN_DELAY, DEFAULT_DRAIN_DELAY, NULL, NULL },
 	{ "server", "shutdown_timeout", KT_DURATION, 0, F(shutdown_timeout), 0, 1, MAX_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, NULL, NULL },

@@ -10,8 +10,16 @@
 /* [server] */
 #define DEFAULT_LISTEN                "0.0.0.0:8443"
 #define DEFAULT_MAX_CONNECTIONS       1024u
-#define DEFAULT_MAX_CONNECTIONS_PER_IP 0u          /* 0 = no per-IP limit */
+/*
+ * Per peer address (IPv6: per /64); 0 = off. Twilio spreads webhooks over
+ * many addresses; behind a load balancer every connection comes from it,
+ * which is why [proxy] trusted peers are exempt.
+ */
+#define DEFAULT_MAX_CONNECTIONS_PER_IP 64u
+/* A whole request (head and body) within this, from accept or the previous answer. */
 #define DEFAULT_REQUEST_TIMEOUT       10u          /* seconds */
+/* Silence on a connection, between requests or within one. */
+#define DEFAULT_IDLE_TIMEOUT          5u           /* seconds */
 #define DEFAULT_MAX_BODY              (16u * 1024u)
 #define DEFAULT_DRAIN_DELAY           5u           /* seconds */
 #define DEFAULT_SHUTDOWN_TIMEOUT      20u          /* seconds */
@@ -107,6 +115,8 @@ _Static_assert(MAX_TARGET_LEN + 2048u <= CONNECTION_MEMORY / 2,
 #define MAX_USER_ID_LEN               256u
 #define MAX_ADMIN_BODY                4096u
 #define MAX_THREADS                   256u
+#define ADMIN_MAX_CONNECTIONS         64u       /* the admin listener's max_connections */
+#define FD_RESERVE                    256u      /* descriptors beyond two per connection */
 #define MAX_AUTH_TOKENS               2u        /* primary + secondary during rotation */
 
 /* Bounds on configuration values (twhookd.ini(5) lists them). */

@@ -36,6 +36,9 @@ static const struct {
 	[METRIC_SMS_FAILED] = { "twhookd_sms_total", "{result=\"failed\"}", NULL },
 	[METRIC_SMS_EXPIRED] = { "twhookd_sms_total", "{result=\"expired\"}", NULL },
 	[METRIC_STATUS_CALLBACKS] = { "twhookd_status_callbacks_total", "", "Delivery status callbacks recorded." },
+	[METRIC_CONN_REFUSED_FULL] = { "twhookd_connections_refused_total", "{limit=\"max_connections\"}", "Public connections closed at accept by a connection limit." },
+	[METRIC_CONN_REFUSED_PER_IP] = { "twhookd_connections_refused_total", "{limit=\"per_ip\"}", NULL },
+	[METRIC_CONN_DEADLINE] = { "twhookd_connections_timed_out_total", "", "Public connections closed for not delivering a whole request within request_timeout." },
 };
 
 void

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -163,6 +164,26 @@ start_batch(struct daemon_state *st)
 	return batch_start(st->app.store, &ops, &st->app.batch);
 }
 
+/*
+ * Each connection holds two descriptors (the library's socket and the
+ * connection table's duplicate), and the soft limit is often 1024: raise it
+ * towards the hard limit so max_connections is what really bounds them.
+ */
+static void
+raise_fd_limit(unsigned connections)
+{
+	struct rlimit	rl;
+	rlim_t		want = (rlim_t)connections * 2 + FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur < want)
+		log_warnx("open files limited to %llu: fewer than max_connections connections"
+		    " may open (raise LimitNOFILE to %llu)", (unsigned long long)rl.rlim_cur,
+		    (unsigned long long)want);
+}
+
 static int
 start_listeners(struct daemon_state *st)
 {
@@ -170,15 +191,18 @@ start_listeners(struct daemon_state *st)
 	struct server_options	 pub = {
 		.name = "public", .listen = cfg->listen, .listen_fd = inherited_fd(0),
 		.tls = cfg->tls, .tls_cert = st->tls.cert, .tls_key = st->tls.key,
-		.tls_priorities = cfg->tls_priorities, .threads = cfg->threads,
-		.max_connections = cfg->max_connections,
+		.tls_priorities = cfg->tls_priorities, .reuse_port = cfg->reuse_port,
+		.threads = cfg->threads, .max_connections = cfg->max_connections,
 		.max_connections_per_ip = cfg->max_connections_per_ip,
-		.timeout = cfg->request_timeout, .access_log = true,
-		.nice = LISTENER_NICE,
+		.exempt = cfg->trusted, .exempt_count = cfg->trusted_count,
+		.request_timeout = cfg->request_timeout, .idle_timeout = cfg->idle_timeout,
+		.access_log = true, .nice = LISTENER_NICE, .metrics = &st->app.metrics,
 	};
 	struct server_options	 adm = {
 		.name = "admin", .listen = cfg->admin_listen, .listen_fd = inherited_fd(1),
-		.threads = 1, .max_connections = 64, .timeout = cfg->request_timeout,
+		.reuse_port = cfg->reuse_port, .threads = 1,
+		.max_connections = ADMIN_MAX_CONNECTIONS,
+		.request_timeout = cfg->request_timeout, .idle_timeout = cfg->idle_timeout,
 		.access_log = true,
 	};
 	struct server_hooks	 pub_hooks = { pipeline_begin, pipeline_finish,
@@ -190,6 +214,7 @@ start_listeners(struct daemon_state *st)
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		pub.threads = n > 0 && n <= (long)MAX_THREADS ? (unsigned)n : 1u;
 	}
+	raise_fd_limit(cfg->max_connections + ADMIN_MAX_CONNECTIONS);
 	if (server_start(&pub, &pub_hooks, &st->public) == -1)
 		return -1;
 	if (cfg->admin_listen != NULL && cfg->admin_listen[0] != '\0' &&

@@ -4,9 +4,12 @@
  * headers are collected and counted on the first access callback, the body is
  * accumulated up to a cap in the middle calls, the reply is queued on the
  * last, and everything is freed in the completion callback.
+ * Each TCP connection is admitted against the limits and carries a deadline
+ * for its next whole request (conn_table.c) from accept to close.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -15,22 +18,29 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "conn_table.h"
 #include "defaults.h"
 #include "log.h"
+#include "public_url.h"
 #include "server.h"
 
 struct server {
 	struct MHD_Daemon	*daemon;
+	struct conn_table	*conns;
 	struct server_hooks	 hooks;
 	char			 name[16];
 	bool			 tls;
 	bool			 access_log;
 	int			 nice;
+	const struct config_cidr *exempt;
+	size_t			 exempt_count;
+	atomic_bool		 quiesced;	/* close new connections at accept */
 	atomic_uint		 inflight;
 	/* Request ids: a random start, then a counter (no getrandom call per request). */
 	_Atomic uint64_t	 next_id;
@@ -56,6 +66,7 @@ thread_nice(int nice)
 struct exchange {
 	struct server		*srv;
 	struct MHD_Connection	*conn;
+	struct conn		*tcp;		/* its connection's entry, or NULL */
 	struct request		 req;
 	struct reply		 reply;
 	bool			 begun;
@@ -93,6 +104,16 @@ reply_release(struct reply *reply)
 	buf_free_secret(&reply->body);	/* a reply may carry a reset link */
 }
 
+/* The connection-table entry that on_connection gave conn, or NULL. */
+static struct conn *
+tcp_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
 /* Request line received: create the exchange and keep the raw target. */
 static void *
 on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -112,6 +133,7 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 		return NULL;
 	}
 	x->srv = srv;
+	x->tcp = tcp_of(conn);
 	x->req.target_len = len;
 	x->req.tls = srv->tls;
 	x->req.reason = "ok";
@@ -300,6 +322,7 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url,
 		read_request(conn, &x->req, method, url);
 		srv->hooks.begin(srv->hooks.arg, &x->req, &x->reply);
 		if (x->reply.status != 0) {
+			conn_request_complete(x->tcp);
 			/* Decided before the body: never read it, so never reuse the connection. */
 			if (x->req.h.has_content_length || x->req.h.transfer_encoding_count > 0)
 				x->reply.close = true;
@@ -312,6 +335,8 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url,
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	/* The whole request is here: no deadline while it is decided and answered. */
+	conn_request_complete(x->tcp);
 	srv->hooks.finish(srv->hooks.arg, &x->req, &x->reply);
 	return x->suspended ? MHD_YES : send_reply(conn, x);
 }
@@ -354,7 +379,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	req = &x->req;
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status == 0)
-		req->reason = "connection_closed";
+		req->reason = conn_was_cut(x->tcp) ? "request_timeout" : "connection_closed";
 	if (srv->access_log)
 		log_info("access %s id=%s method=%s route=%s status=%u reason=%s ms=%.2f"
 		    " from=%s sid=%s twilio_idem=%.64s", srv->name, req->id,
@@ -366,6 +391,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		    req->h.idempotency_token != NULL ? req->h.idempotency_token : "-");
 	if (srv->hooks.done != NULL)
 		srv->hooks.done(srv->hooks.arg, req);
+	/* Kept alive: the next request has request_timeout from now. */
+	conn_answer_sent(srv->conns, x->tcp);
 	exchange_free(x);
 	*con_cls = NULL;
 	atomic_fetch_sub(&srv->inflight, 1);
@@ -428,17 +455,98 @@ parse_listen(const char *spec, struct sockaddr_storage *ss)
 	return inet_pton(AF_INET, host, &s4->sin_addr) == 1 ? 0 : -1;
 }
 
-static unsigned
-daemon_flags(const struct server_options *opt, const struct sockaddr_storage *ss)
+/*
+ * Our own listening socket, so that a second daemon on the same address
+ * fails here with a clear reason: SO_REUSEADDR only lets a restart bind past
+ * TIME_WAIT; SO_REUSEPORT, which lets several sockets share the address, is
+ * set only when asked for. -1 after logging why.
+ */
+static int
+listen_socket(const struct server_options *opt)
 {
-	/* TURBO: optimistic reads and writes under epoll, fewer syscalls per request. */
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
+	struct sockaddr_storage	 ss;
+	socklen_t		 len;
+	int			 fd, on = 1;
+
+	if (parse_listen(opt->listen, &ss) == -1) {
+		log_warnx("%s: bad listen address: %s", opt->name, opt->listen);
+		return -1;
+	}
+	len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
+		log_warn("%s: socket", opt->name);
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1 ||
+	    (opt->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1)) {
+		log_warn("%s: setsockopt", opt->name);
+		goto fail;
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) == -1) {
+		if (errno == EADDRINUSE)
+			log_warnx("%s: cannot listen on %s: the address is in use (another"
+			    " twhookd, or another program, listens there)", opt->name, opt->listen);
+		else
+			log_warn("%s: cannot listen on %s", opt->name, opt->listen);
+		goto fail;
+	}
+	if (listen(fd, SOMAXCONN) == -1) {
+		log_warn("%s: listen on %s", opt->name, opt->listen);
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* Admission, before the library spends anything on the connection. */
+static enum MHD_Result
+on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct server	*srv = cls;
+	bool		 exempt;
+
+	(void)addrlen;
+	if (atomic_load_explicit(&srv->quiesced, memory_order_relaxed))
+		return MHD_NO;
+	exempt = public_url_trusted(addr, srv->exempt, srv->exempt_count);
+	return conn_table_admit(srv->conns, addr, exempt) == CONN_ADMIT_OK ? MHD_YES : MHD_NO;
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+    enum MHD_ConnectionNotificationCode code)
+{
+	struct server			*srv = cls;
+	const union MHD_ConnectionInfo	*fd, *addr;
+
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		conn_table_remove(srv->conns, *socket_context);
+		*socket_context = NULL;
+		return;
+	}
+	fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	addr = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	*socket_context = fd == NULL ? NULL : conn_table_add(srv->conns,
+	    addr != NULL ? addr->client_addr : NULL, fd->connect_fd);
+}
+
+/*
+ * No MHD_USE_TURBO: in 0.9.75 it puts a new connection on the ready list
+ * without adding it to the epoll set, and a TLS handshake that would block
+ * never takes it off (only the HTTP reader clears read-readiness). A silent
+ * TLS client then made its thread poll with timeout 0 forever, and its close
+ * and its timeout went unseen.
+ */
+static unsigned
+daemon_flags(const struct server_options *opt)
+{
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
 	if (opt->tls)
 		flags |= MHD_USE_TLS;
-	if (opt->listen_fd < 0 && ss->ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
 	return flags;
 }
 
@@ -447,35 +555,33 @@ server_start(const struct server_options *opt, const struct server_hooks *hooks,
     struct server **out)
 {
 	struct server		*srv = NULL;
-	struct sockaddr_storage	 ss;
 	size_t			 n = 0;
 	uint64_t		 seed;
-	struct MHD_OptionItem	 items[6] = {
+	int			 fd = opt->listen_fd;
+	struct MHD_OptionItem	 items[5] = {
 		{ MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL },
 		{ MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL },
-		{ MHD_OPTION_END, 0, NULL }, { MHD_OPTION_END, 0, NULL },
+		{ MHD_OPTION_END, 0, NULL },
 	};
 
-	if (opt->listen_fd < 0 && parse_listen(opt->listen, &ss) == -1) {
-		log_warnx("%s: bad listen address: %s", opt->name, opt->listen);
-		return -1;
-	}
-	if (opt->listen_fd >= 0)
-		memset(&ss, 0, sizeof(ss));
 	if ((srv = calloc(1, sizeof(*srv))) == NULL)
 		return -1;
+	if (conn_table_new(opt->name, opt->max_connections, opt->max_connections_per_ip,
+	    opt->request_timeout * 1000u, opt->metrics, &srv->conns) == -1)
+		goto fail;
+	if (fd < 0 && (fd = listen_socket(opt)) == -1)
+		goto fail;
 	srv->hooks = *hooks;
 	snprintf(srv->name, sizeof(srv->name), "%s", opt->name);
 	srv->tls = opt->tls;
 	srv->access_log = opt->access_log;
 	srv->nice = opt->nice;
+	srv->exempt = opt->exempt;
+	srv->exempt_count = opt->exempt_count;
+	atomic_init(&srv->quiesced, false);
 	atomic_init(&srv->inflight, 0);
 	randombytes_buf(&seed, sizeof(seed));
 	atomic_init(&srv->next_id, seed);
-	if (opt->listen_fd >= 0)
-		items[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, opt->listen_fd, NULL };
-	else
-		items[n++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss };
 	/* One thread: the listener's own thread serves; a pool of one is refused. */
 	if (opt->threads > 1)
 		items[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, opt->threads, NULL };
@@ -484,45 +590,53 @@ server_start(const struct server_options *opt, const struct server_hooks *hooks,
 		items[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)(uintptr_t)opt->tls_key };
 		items[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)(uintptr_t)opt->tls_priorities };
 	}
-	srv->daemon = MHD_start_daemon(daemon_flags(opt, &ss), 0, NULL, NULL,
+	srv->daemon = MHD_start_daemon(daemon_flags(opt), 0, on_accept, srv,
 	    on_access, srv,
 	    /* First, so that libmicrohttpd reports even option errors through us. */
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+	    MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_ARRAY, items,
-	    MHD_OPTION_CONNECTION_LIMIT, opt->max_connections,
+	    /*
+	     * A backstop only: on_accept refuses at max_connections and counts
+	     * it, which the library's own limit (split across its threads, and
+	     * enforced by leaving connections in the backlog) would not.
+	     */
+	    MHD_OPTION_CONNECTION_LIMIT, opt->max_connections + opt->max_connections / 2u + 16u,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, opt->max_connections_per_ip,
-	    MHD_OPTION_CONNECTION_TIMEOUT, opt->timeout,
+	    MHD_OPTION_CONNECTION_TIMEOUT, opt->idle_timeout,
 #if MHD_VERSION >= 0x00097701
 	    MHD_OPTION_CLIENT_DISCIPLINE_LVL, 1,
 #else
 	    MHD_OPTION_STRICT_FOR_CLIENT, 1,
 #endif
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
 	    MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 	    MHD_OPTION_END);
 	if (srv->daemon == NULL) {
-		log_warnx("%s: cannot listen on %s (address in use, bad TLS material or"
-		    " too many threads?)", opt->name,
-		    opt->listen_fd >= 0 ? "the inherited socket" : opt->listen);
-		free(srv);
-		return -1;
+		/* The library closes the socket on most of its failure paths: not twice. */
+		log_warnx("%s: cannot serve on %s (bad TLS material or too many threads?)",
+		    opt->name, opt->listen_fd >= 0 ? "the inherited socket" : opt->listen);
+		goto fail;
 	}
 	*out = srv;
 	return 0;
+fail:
+	conn_table_free(srv->conns);
+	free(srv);
+	return -1;
 }
 
+/*
+ * Not MHD_quiesce_daemon: in 0.9.75 it removes the listening socket from each
+ * worker's epoll set while a worker at its connection limit may be removing
+ * it too, and the loser of that race aborts the process.
+ */
 void
 server_quiesce(struct server *srv)
 {
-	MHD_socket fd;
-
-	if (srv == NULL || srv->daemon == NULL)
-		return;
-	fd = MHD_quiesce_daemon(srv->daemon);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
+	if (srv != NULL)
+		atomic_store(&srv->quiesced, true);
 }
 
 unsigned
@@ -538,5 +652,6 @@ server_stop(struct server *srv)
 		return;
 	if (srv->daemon != NULL)
 		MHD_stop_daemon(srv->daemon);
+	conn_table_free(srv->conns);
 	free(srv);
 }

@@ -11,6 +11,8 @@
 
 #include "request.h"
 
+struct config_cidr;
+struct metrics;
 struct server;
 
 /* What a listener serves. Both hooks run on the listener's worker threads. */
@@ -39,19 +41,28 @@ struct server_options {
 	const char	*tls_cert;	/* PEM text when tls */
 	const char	*tls_key;
 	const char	*tls_priorities;
+	bool		 reuse_port;	/* SO_REUSEPORT: share the address with others */
 	unsigned	 threads;
 	unsigned	 max_connections;
-	unsigned	 max_connections_per_ip;
-	unsigned	 timeout;	/* idle seconds */
+	unsigned	 max_connections_per_ip;	/* 0 = off */
+	/* Peers exempt from the per-address limit: the trusted proxies. */
+	const struct config_cidr *exempt;
+	size_t		 exempt_count;
+	unsigned	 request_timeout;	/* seconds for a whole request */
+	unsigned	 idle_timeout;	/* seconds of silence */
 	bool		 access_log;
 	int		 nice;		/* added to the worker threads' nice value */
+	struct metrics	*metrics;	/* connection refusals and cuts; or NULL */
 };
 
 /* Start listening. 0, or -1 after logging why. */
 __attribute__((warn_unused_result))
 int	server_start(const struct server_options *opt, const struct server_hooks *hooks,
 	    struct server **out);
-/* Stop accepting new connections; requests in flight go on. */
+/*
+ * Stop admitting connections: new ones are closed as soon as they are
+ * accepted; open ones and the requests in flight go on.
+ */
 void	server_quiesce(struct server *srv);
 /* Requests started but not yet completed. */
 unsigned server_inflight(const struct server *srv);

@@ -12,7 +12,13 @@ from harness import ALICE, BOB, HTTP_TIMEOUT, LOG_WAIT, UNKNOWN, token_from_twim
 
 @pytest.fixture(scope="module")
 def logd(module_daemon_factory):
-    return module_daemon_factory.make(users={ALICE: "alice", BOB: "bob"}, name="logs")
+    d = module_daemon_factory.make(users={ALICE: "alice", BOB: "bob"}, name="logs")
+    # The readiness probe's access line is written after its answer went out:
+    # wait for it, so that it is not taken for a line of the first test.
+    deadline = time.monotonic() + LOG_WAIT
+    while time.monotonic() < deadline and not d.access_lines():
+        time.sleep(0.05)
+    return d
 
 
 def _req_reset(d):

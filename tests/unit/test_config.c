@@ -101,6 +101,8 @@ test_defaults(void **state)
 	assert_int_equal(c->max_connections, DEFAULT_MAX_CONNECTIONS);
 	assert_int_equal(c->max_connections_per_ip, DEFAULT_MAX_CONNECTIONS_PER_IP);
 	assert_int_equal(c->request_timeout, DEFAULT_REQUEST_TIMEOUT);
+	assert_int_equal(c->idle_timeout, DEFAULT_IDLE_TIMEOUT);
+	assert_false(c->reuse_port);
 	assert_int_equal(c->max_body, DEFAULT_MAX_BODY);
 	assert_int_equal(c->drain_delay, DEFAULT_DRAIN_DELAY);
 	assert_int_equal(c->shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
@@ -167,6 +169,10 @@ static const struct {
 	{ "[server]\nrequest_timeout = 1h30m\n", NAME ":12: [server] request_timeout: '1h30m' is not a duration (such as 30s, 15m or 1h)\n" },
 	{ "[server]\nrequest_timeout = s\n", NAME ":12: [server] request_timeout: 's' is not a duration (such as 30s, 15m or 1h)\n" },
 	{ "[server]\nrequest_timeout = 18446744073709551615h\n", NAME ":12: [server] request_timeout: '18446744073709551615h' is out of range (1s to 10m)\n" },
+	{ "[server]\nidle_timeout = 0\n", NAME ":12: [server] idle_timeout: '0' is out of range (1s to 10m)\n" },
+	{ "[server]\nidle_timeout = 20s\n", NAME ":12: [server] idle_timeout: idle_timeout (20s) must not exceed request_timeout (10s)\n" },
+	{ "[server]\nrequest_timeout = 3s\n", NAME ":12: [server] request_timeout: idle_timeout (5s) must not exceed request_timeout (3s)\n" },
+	{ "[server]\nreuse_port = sometimes\n", NAME ":12: [server] reuse_port: 'sometimes' is not on or off\n" },
 	{ "[server]\nmax_body = 512\n", NAME ":12: [server] max_body: '512' is out of range (1k to 1m)\n" },
 	{ "[server]\nmax_body = 2m\n", NAME ":12: [server] max_body: '2m' is out of range (1k to 1m)\n" },
 	{ "[server]\nmax_body = 16kb\n", NAME ":12: [server] max_body: '16kb' is not a size (such as 16k or 1m)\n" },
@@ -561,9 +567,11 @@ test_durations_sizes(void **state)
 		config_free(c);
 	}
 	c = parse_ok("[server]\nshutdown_timeout = 1h\nrequest_timeout = 90s\n"
-	    "[reset]\ntoken_ttl = 24h\n");
+	    "idle_timeout = 90s\nreuse_port = on\n[reset]\ntoken_ttl = 24h\n");
 	assert_int_equal(c->shutdown_timeout, 3600);
 	assert_int_equal(c->request_timeout, 90);
+	assert_int_equal(c->idle_timeout, 90);
+	assert_true(c->reuse_port);
 	assert_int_equal(c->reset_token_ttl, 86400);
 	config_free(c);
 }
