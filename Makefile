@@ -47,6 +47,7 @@ SRCS := \
 	src/outbox.c \
 	src/admin.c \
 	src/batch.c \
+	src/health.c \
 	src/pipeline.c \
 	src/server.c \
 	src/serve.c \
@@ -99,7 +100,7 @@ OBJS		:= $(SRCS:%.c=$(BUILD)/%.o)
 LIB		:= $(BUILD)/libtwhookd.a
 BIN		:= $(BUILD)/twhookd
 
-.PHONY: all deps-check check unit integration asan run install uninstall clean deps bench fuzz fuzz-replay lint
+.PHONY: all deps-check check unit integration asan run install uninstall clean deps bench attack fuzz fuzz-replay lint
 all: deps-check $(BIN)
 
 # Install what a fresh Debian 12 machine lacks (idempotent, quick when present).
@@ -182,6 +183,11 @@ run: deps-check $(BIN)
 bench: deps-check $(BIN) $(FLOOR)
 	@scripts/install-deps --bench
 	@BENCH_FLOOR=$(abspath $(FLOOR)) bench/run $(abspath $(BIN))
+
+# Minutes of hostile traffic (slowloris, floods) and a table of outcomes.
+attack: deps-check $(BIN)
+	@scripts/install-deps --attack
+	@bench/attack $(abspath $(BIN))
 
 install: $(BIN)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \

@@ -48,6 +48,7 @@ struct app {
 	struct outbox		*outbox;	/* NULL when the PIN flow is off */
 	struct batch		*batch;		/* group commit: every signed webhook runs there */
 	atomic_bool		 draining;	/* /readyz answers 503 */
+	atomic_bool		 store_ready;	/* health.c: the store can commit */
 };
 
 #endif

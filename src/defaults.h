@@ -151,5 +151,7 @@ _Static_assert(MAX_TARGET_LEN + 2048u <= CONNECTION_MEMORY / 2,
  */
 #define LISTENER_NICE                 5
 #define PURGE_INTERVAL                3600      /* seconds between store purges */
+/* How often health.c asks the store whether it can commit (/readyz). */
+#define HEALTH_INTERVAL_MS            1000
 
 #endif

@@ -175,14 +175,14 @@ static void
 answer_probe(struct app *app, const struct route *r, struct request *req,
     struct reply *reply)
 {
-	/* Only readiness asks the store: /healthz stays cheap for liveness checks. */
+	/* Only readiness reads the store's health flag; /healthz says the process serves. */
 	if (r->probe == PROBE_READY) {
 		if (atomic_load(&app->draining)) {
 			decide(req, reply, V_NOT_READY, "draining");
 			return;
 		}
-		if (store_ping(app->store) == -1) {
-			decide(req, reply, V_NOT_READY, "store_unreachable");
+		if (!atomic_load(&app->store_ready)) {
+			decide(req, reply, V_NOT_READY, "store_not_ready");
 			return;
 		}
 	}
@@ -427,6 +427,11 @@ pipeline_finish(void *arg, struct request *req, struct reply *reply)
 	    (v = guard_account(app, req)) != V_OK ||
 	    (v = guard_message_sid(req)) != V_OK) {
 		decide(req, reply, v, req->reason);
+		return;
+	}
+	/* Twilio retries a 503; a store that cannot commit would only fail it later. */
+	if (!atomic_load(&app->store_ready)) {
+		decide(req, reply, V_UNAVAILABLE, "store_not_ready");
 		return;
 	}
 	/* Suspended first: the batch may answer before submit returns. */

@@ -19,6 +19,7 @@
 
 #include "admin.h"
 #include "batch.h"
+#include "health.h"
 #include "log.h"
 #include "outbox.h"
 #include "pipeline.h"
@@ -35,6 +36,7 @@ struct daemon_state {
 	bool			 curl_ready;
 	struct server		*public;
 	struct server		*admin;
+	struct health		*health;
 };
 
 static void
@@ -282,6 +284,7 @@ teardown(struct daemon_state *st)
 	/* After the listeners: no webhook can enqueue any more. */
 	outbox_stop(st->app.outbox);
 	batch_free(st->app.batch);
+	health_stop(st->health);
 	if (st->curl_ready)
 		twilio_api_global_cleanup();
 	buf_free(&st->status_callback);
@@ -310,8 +313,9 @@ serve_run(const char *config_path)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (setup_state(&st, config_path) == -1 || start_batch(&st) == -1 ||
-	    start_outbox(&st) == -1 || start_listeners(&st) == -1)
+	if (setup_state(&st, config_path) == -1 ||
+	    health_start(st.app.store, &st.app.store_ready, &st.health) == -1 ||
+	    start_batch(&st) == -1 || start_outbox(&st) == -1 || start_listeners(&st) == -1)
 		goto done;
 	purge(&st.app);
 	sd_notify(0, "READY=1\nSTATUS=serving");

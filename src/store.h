@@ -24,9 +24,16 @@ __attribute__((warn_unused_result))
 int	store_open(const char *path, struct store **out, char *err, size_t errsz);
 /* Close every connection; accepts NULL. */
 void	store_close(struct store *s);
-/* Cheap liveness check for /readyz. */
+/*
+ * Can the store commit now? Fails when the database was removed or replaced
+ * since store_open. Once any write failed because the store could not
+ * commit (full, read-only, locked, I/O error), fails until a probe write
+ * larger than a batch of webhooks commits; otherwise a commit within the
+ * last few seconds suffices, else a small probe write must commit. May wait
+ * up to the busy timeout. 0, or -1 with the reason in err (no secret in it).
+ */
 __attribute__((warn_unused_result))
-int	store_ping(struct store *s);
+int	store_probe(struct store *s, char *err, size_t errsz);
 
 /* Users: a phone (E.164, checked by the caller) maps to one user id. */
 __attribute__((warn_unused_result))

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,16 @@
 #define EXPIRED_PURGE_GRACE	((int64_t)24 * 3600)
 /* How far past now a stamp may lie and still hold back the purge of later rows. */
 #define FUTURE_SLACK		((int64_t)24 * 3600)
+
+/*
+ * store_probe: with no failure since the last good probe, a commit within
+ * PROBE_IDLE_MS proves enough, else it writes one small row. After a failure
+ * it writes PROBE_RECOVER_PAD bytes, more than a whole batch of webhooks
+ * writes (bench/run: about 6 KB each), so that a success means webhooks fit
+ * again and not merely the probe.
+ */
+#define PROBE_IDLE_MS		5000
+#define PROBE_RECOVER_PAD	(512 * 1024)
 
 /* The webhooks.state column holds these values; the SQL below spells them 1 and 2. */
 _Static_assert(STORE_CLAIM_RUNNING == 1 && STORE_CLAIM_DONE == 2, "claim states");
@@ -69,7 +80,9 @@ static const struct {
 	[ST_SAVEPOINT] = { "job begin", "SAVEPOINT job" },
 	[ST_RELEASE] = { "job commit", "RELEASE job" },
 	[ST_ROLLBACK_TO] = { "job rollback", "ROLLBACK TO job" },
-	[ST_PING] = { "ping", "SELECT 1 FROM sqlite_schema LIMIT 1" },
+	[ST_PROBE] = { "probe", "INSERT INTO health (id, checked_at, pad)"
+	    " VALUES (1, ?1, zeroblob(?2)) ON CONFLICT (id) DO UPDATE SET"
+	    " checked_at = excluded.checked_at, pad = excluded.pad" },
 	[ST_USER_PUT] = { "user add", "INSERT INTO users (phone, user_id)"
 	    " VALUES (?1, ?2) ON CONFLICT (phone)"
 	    " DO UPDATE SET user_id = excluded.user_id" },
@@ -191,7 +204,18 @@ struct store {
 	struct conn	*conns;		/* every open connection, for store_close */
 	pthread_mutex_t	 gate;		/* the write gate (store_sqlite.h) */
 	struct sq_ckpt	*ckpt;		/* NULL until the schema is in place */
+	_Atomic int64_t	 committed_at;	/* CLOCK_MONOTONIC ms of the last commit */
+	atomic_bool	 failing;	/* a write failed as no write should: see sq_fail */
 };
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void
 conn_close(struct conn *c)
@@ -208,8 +232,12 @@ static struct conn *
 conn_open(const char *path, char *err, size_t errsz)
 {
 	struct conn	*c;
-	const int	 flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-			    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
+	/*
+	 * No SQLITE_OPEN_CREATE: store_open created the file, and a thread that
+	 * connects after it was deleted must fail, not start an empty store.
+	 */
+	const int	 flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+			    SQLITE_OPEN_NOFOLLOW;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		snprintf(err, errsz, "out of memory");
@@ -284,10 +312,32 @@ sq_conn(struct store *s)
 	return c;
 }
 
+/* Errors that say the store cannot commit, not that one statement was wrong. */
+static bool
+cannot_commit(int code)
+{
+	switch (code & 0xff) {
+	case SQLITE_FULL: case SQLITE_IOERR: case SQLITE_READONLY: case SQLITE_BUSY:
+	case SQLITE_LOCKED: case SQLITE_CANTOPEN: case SQLITE_CORRUPT: case SQLITE_NOTADB:
+	case SQLITE_PROTOCOL: case SQLITE_NOMEM:
+		return true;
+	}
+	return false;
+}
+
+/* The store stays failing until store_probe's recovery write succeeds. */
+static void
+mark_failing(struct store *s)
+{
+	atomic_store_explicit(&s->failing, true, memory_order_relaxed);
+}
+
 int
 sq_fail(struct conn *c, enum st id)
 {
 	log_error("store: %s: %s", stmts[id].name, sqlite3_errmsg(c->db));
+	if (cannot_commit(sqlite3_extended_errcode(c->db)))
+		mark_failing(c->store);
 	return -1;
 }
 
@@ -377,6 +427,7 @@ sq_step(struct conn *c, enum st id)
 		if (sq_gate_lock(&c->store->gate, STORE_BUSY_TIMEOUT_MS) == -1) {
 			log_error("store: %s: another thread held the write lock"
 			    " for %ums", stmts[id].name, STORE_BUSY_TIMEOUT_MS);
+			mark_failing(c->store);
 			return -1;
 		}
 		c->gated = true;
@@ -457,6 +508,7 @@ sq_begin(struct conn *c)
 	if (sq_gate_lock(&c->store->gate, STORE_BUSY_TIMEOUT_MS) == -1) {
 		log_error("store: begin: another thread held the write lock for %ums",
 		    STORE_BUSY_TIMEOUT_MS);
+		mark_failing(c->store);
 		return -1;
 	}
 	c->gated = true;
@@ -482,6 +534,8 @@ sq_commit(struct conn *c)
 	}
 	rc = sq_exec(c, ST_COMMIT, "");
 	gate_leave(c);		/* still held when COMMIT failed: roll back */
+	if (rc == 0)
+		atomic_store_explicit(&c->store->committed_at, now_ms(), memory_order_relaxed);
 	return rc;
 }
 
@@ -688,13 +742,38 @@ store_close(struct store *s)
 }
 
 int
-store_ping(struct store *s)
+store_probe(struct store *s, char *err, size_t errsz)
 {
 	struct conn	*c;
+	int		 moved = 0;
+	bool		 failing;
 
-	if ((c = sq_conn(s)) == NULL)
+	if ((c = sq_conn(s)) == NULL) {
+		snprintf(err, errsz, "cannot open a connection to %s%s", s->path,
+		    access(s->path, F_OK) == -1 && errno == ENOENT ?
+		    ": it was removed since it was opened; restart twhookd" : "");
 		return -1;
-	return sq_exec(c, ST_PING, "");
+	}
+	/* SQLite's own check: the file this connection has open is still at path. */
+	if (sqlite3_file_control(c->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
+	    moved) {
+		snprintf(err, errsz, "%s was removed or replaced since it was opened;"
+		    " restart twhookd", s->path);
+		return -1;
+	}
+	failing = atomic_load_explicit(&s->failing, memory_order_relaxed);
+	if (!failing && now_ms() - atomic_load_explicit(&s->committed_at,
+	    memory_order_relaxed) < PROBE_IDLE_MS)
+		return 0;
+	if (sq_begin(c) == -1 || sq_exec(c, ST_PROBE, "ii", (int64_t)time(NULL),
+	    (int64_t)(failing ? PROBE_RECOVER_PAD : 0)) == -1 || sq_commit(c) == -1) {
+		snprintf(err, errsz, "%s: cannot commit: %s", s->path, sqlite3_errmsg(c->db));
+		sq_rollback(c);		/* whatever is still open, and the gate */
+		mark_failing(s);
+		return -1;
+	}
+	atomic_store_explicit(&s->failing, false, memory_order_relaxed);
+	return 0;
 }
 
 int

@@ -20,7 +20,7 @@
 /* Every statement, by id; store_sqlite.c holds their SQL in one table. */
 enum st {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
-	ST_PING,
+	ST_PROBE,
 	ST_USER_PUT, ST_USER_DELETE, ST_USER_LIST, ST_USER_GET,
 	ST_CLAIM_INSERT, ST_CLAIM_PUT_DONE, ST_CLAIM_GET, ST_CLAIM_TAKEOVER, ST_CLAIM_RELEASE,
 	ST_CLAIM_FINISH, ST_LIMIT_CHECK, ST_LIMIT_COUNT,
@@ -57,7 +57,7 @@ enum st {
 #define SQ_CKPT_RESTART_LAG	128	/* frames left to copy under the gate, at most... */
 #define SQ_CKPT_CATCHUP_ROUNDS	8	/* ...unless PASSIVE cannot get there in this many */
 
-#define SQ_SCHEMA_VERSION	4	/* PRAGMA user_version once migrated */
+#define SQ_SCHEMA_VERSION	5	/* PRAGMA user_version once migrated */
 
 /* Switch to WAL and bring the schema to SQ_SCHEMA_VERSION, all or nothing. */
 __attribute__((warn_unused_result))

@@ -172,11 +172,22 @@ static const char schema_v4[] =
 	"  created_at INTEGER NOT NULL);";
 
 /*
+ * Schema 5: one row that store_probe rewrites to prove the store can commit,
+ * padded to about what a webhook writes, so a disk with room for the probe
+ * has room for webhooks too.
+ */
+static const char schema_v5[] =
+	"CREATE TABLE health ("
+	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	"  checked_at INTEGER NOT NULL,"
+	"  pad BLOB NOT NULL);";
+
+/*
  * migrations[v] takes a database from user_version v to v + 1; a new one
  * walks them all, so it ends with exactly the schema of a migrated one.
  */
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
-	schema_v1, schema_v2, schema_v3, schema_v4,
+	schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
 };
 
 /* Single-row PRAGMA for the schema code, which reports into err. */

@@ -462,4 +462,4 @@ def test_links_issued_before_the_upgrade(daemon_factory):
     assert len(fresh) == 32, fresh
     assert d.redeem(fresh).status_code == 200
     with d.db() as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 5

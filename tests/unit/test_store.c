@@ -176,7 +176,7 @@ test_open_file_private_and_reopen(void **state)
 
 	assert_int_equal(stat(f->ss.db, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(store_ping(f->s), 0);
+	assert_int_equal(store_probe(f->s, err, sizeof(err)), 0);
 	assert_int_equal(store_user_add(f->s, "+15550000001", "alice"), 0);
 	store_close(f->s);
 	assert_int_equal(store_open(f->ss.db, &f->s, err, sizeof(err)), 0);
@@ -1050,6 +1050,7 @@ static const struct {
 	    "expires_at,twilio_sid,http_status,error_code,delivery_status,"
 	    "created_at,sent_at", false },
 	{ "rate_limits", "key,window_start,count", true },
+	{ "health", "id,checked_at,pad", false },
 };
 
 static void
@@ -1057,7 +1058,7 @@ check_v4_schema(const char *db)
 {
 	char	sql[256], out[256];
 
-	assert_string_equal(q(db, "PRAGMA user_version", out), "4");
+	assert_string_equal(q(db, "PRAGMA user_version", out), "5");
 	for (size_t i = 0; i < sizeof(v4_tables) / sizeof(v4_tables[0]); i++) {
 		snprintf(sql, sizeof(sql), "SELECT group_concat(name, ',') FROM"
 		    " (SELECT name FROM pragma_table_info('%s') ORDER BY cid)",
