@@ -123,6 +123,16 @@ _Static_assert(MAX_TARGET_LEN + 2048u <= CONNECTION_MEMORY / 2,
 #define MAX_LISTEN_LEN		64u
 #define MAX_PRIORITIES_LEN	1024u
 
+/*
+ * Log lines (twhookd(8), LOGGING): request data is escaped (log_escape.h)
+ * and cut to these many bytes, escapes included; a cut ends in "...".
+ */
+#define LOG_UA_MAX                    128u      /* ua= of an access line, in its quotes */
+#define LOG_METHOD_MAX                32u       /* method= of an access line */
+#define LOG_TEXT_MAX                  1024u     /* a message of libmicrohttpd's */
+/* I-Twilio-Idempotency-Token: logged when it is this short and of letters, digits, '-'. */
+#define LOG_IDEM_TOKEN_MAX            64u
+
 /* Idempotency: a webhook's record outlives Twilio's retries and any replay window. */
 #define IDEMPOTENCY_KEEP              (30 * 24 * 3600)  /* seconds */
 /* A claim still "running" after this long belongs to a crashed process: take it over. */

@@ -199,6 +199,9 @@ pipeline_begin(void *arg, struct request *req, struct reply *reply)
 	const char	*reason = "ok";
 	enum verdict	 v;
 
+	/* For the access line: X-Forwarded-For counts only from a trusted proxy. */
+	public_url_client((const struct sockaddr *)&req->peer, req->h.forwarded_for,
+	    app->cfg->trusted, app->cfg->trusted_count, req->client);
 	if ((v = guard_framing(req, &reason)) != V_OK) {
 		metrics_inc(&app->metrics, METRIC_HYGIENE_REFUSED);
 		decide(req, reply, v, reason);
