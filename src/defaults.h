@@ -132,6 +132,8 @@ _Static_assert(MAX_TARGET_LEN + 2048u <= CONNECTION_MEMORY / 2,
 #define LOG_TEXT_MAX                  1024u     /* a message of libmicrohttpd's */
 /* I-Twilio-Idempotency-Token: logged when it is this short and of letters, digits, '-'. */
 #define LOG_IDEM_TOKEN_MAX            64u
+/* Lines an error repeats per request (store, libmicrohttpd): one per call site per... */
+#define LOG_THROTTLE_MS               1000      /* ...this many ms (log.h) */
 
 /* Idempotency: a webhook's record outlives Twilio's retries and any replay window. */
 #define IDEMPOTENCY_KEEP              (30 * 24 * 3600)  /* seconds */

@@ -420,9 +420,14 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void
 on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	struct server	*srv = cls;
-	char		 msg[512], text[LOG_TEXT_MAX];
-	size_t		 len;
+	/*
+	 * One for every listener: a flood of broken handshakes or requests,
+	 * which is what makes the library talk, costs a line a second.
+	 */
+	static struct log_throttle	 throttle = LOG_THROTTLE_INIT;
+	struct server			*srv = cls;
+	char				 msg[512], text[LOG_TEXT_MAX];
+	size_t				 len;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	len = strlen(msg);
@@ -430,7 +435,7 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 		msg[--len] = '\0';
 	/* Its messages can quote what a client sent. */
 	log_escape(msg, len, LOG_ESCAPE_TEXT, text, sizeof(text));
-	log_warnx("%s: libmicrohttpd: %s", srv->name, text);
+	log_throttled(&throttle, LOG_LEVEL_WARN, "%s: libmicrohttpd: %s", srv->name, text);
 }
 #pragma GCC diagnostic pop
 

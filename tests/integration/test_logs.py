@@ -2,6 +2,9 @@
 reaches the log: auth tokens, the admin token, reset tokens, full phone
 numbers."""
 
+import contextlib
+import re
+import socket
 import time
 
 import pytest
@@ -284,3 +287,39 @@ def test_garbage_forwarded_for_never_echoed(proxied, xff):
 def test_forwarded_for_ignored_without_trust(logd):
     assert _client_of(logd, "203.0.113.8") == "127.0.0.1"
     assert "203.0.113.8" not in logd.log_text()
+
+
+# ------------------------------------------------------- repeated lines
+
+def _plain_http_to_tls(d):
+    """One connection speaking plain HTTP to the TLS listener: libmicrohttpd
+    logs a handshake error for it."""
+    with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        with contextlib.suppress(OSError):
+            s.recv(100)
+
+
+def _library_lines(d):
+    return [l for l in d.log_text().splitlines() if "libmicrohttpd:" in l]
+
+
+def test_library_messages_throttled(logd):
+    before = len(_library_lines(logd))
+    n = 100
+    t0 = time.monotonic()
+    for _ in range(n):
+        _plain_http_to_tls(logd)
+    elapsed = time.monotonic() - t0
+    # The next one, past the throttle's second, goes out with the count.
+    time.sleep(1.2)
+    _plain_http_to_tls(logd)
+    deadline = time.monotonic() + LOG_WAIT
+    while time.monotonic() < deadline and not (
+            _library_lines(logd)[before:] and "(repeated" in _library_lines(logd)[-1]):
+        time.sleep(0.05)
+    lines = _library_lines(logd)[before:]
+    assert 2 <= len(lines) <= elapsed + 3, "\n".join(lines)
+    counts = [int(m.group(1)) for m in map(re.compile(r"\(repeated (\d+) times\)$").search, lines) if m]
+    assert counts and sum(counts) + len(lines) <= n + 1, lines
+    assert sum(counts) >= n // 2, lines
