@@ -80,6 +80,13 @@
 #define DEFAULT_RESET_ROUTE           "/sms/reset"
 #define DEFAULT_RESET_MESSAGE         "Reset your password: {link}"
 #define DEFAULT_TOKEN_TTL             (15u * 60u)  /* seconds */
+/*
+ * Seconds after a webhook's first arrival during which a repeat is a retry
+ * and gets the first answer again (link included); later it is a replay:
+ * no side effect, no link. Twilio's own retries of one webhook end within
+ * 15 s of the first attempt (its #tt= total time, at most 15000 ms).
+ */
+#define DEFAULT_REPLAY_WINDOW         60u
 
 /* [admin] */
 #define DEFAULT_ADMIN_LISTEN          "127.0.0.1:9090"
@@ -116,6 +123,7 @@ _Static_assert(MAX_TARGET_LEN + 2048u <= CONNECTION_MEMORY / 2,
 #define MAX_SHUTDOWN_TIMEOUT	3600u	/* seconds */
 #define MIN_TOKEN_TTL		60u	/* seconds */
 #define MAX_TOKEN_TTL		(24u * 3600u)
+#define MAX_REPLAY_WINDOW	3600u	/* seconds; 0 (no repeat answered with a link) is the minimum */
 #define MAX_TRUSTED_CIDRS	256u
 #define MAX_PATH_VALUE		4096u	/* PATH_MAX on Linux */
 #define MAX_ROUTE_LEN		256u
