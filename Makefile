@@ -21,6 +21,7 @@ SRCS := \
 	src/buf.c \
 	src/clock.c \
 	src/log.c \
+	src/log_escape.c \
 	src/phone.c \
 	src/form.c \
 	src/signature.c \

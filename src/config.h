@@ -88,6 +88,7 @@ struct config {
 	char		*reset_message;		/* contains {link} */
 	unsigned	 reset_token_ttl;	/* seconds */
 	char		*reset_unknown_reply;	/* "" = empty <Response/> */
+	unsigned	 reset_replay_window;	/* seconds; 0 = a repeat never gets the link */
 
 	/* [pin] */
 	char		*pin_route;

@@ -77,6 +77,7 @@ const struct config_key config_keys[] = {
 	{ "reset", "message", KT_STRING, 0, F(reset_message), 0, 0, MAX_TEMPLATE_LEN, 0, DEFAULT_RESET_MESSAGE, "{link}" },
 	{ "reset", "token_ttl", KT_DURATION, 0, F(reset_token_ttl), 0, MIN_TOKEN_TTL, MAX_TOKEN_TTL, DEFAULT_TOKEN_TTL, NULL, NULL },
 	{ "reset", "unknown_reply", KT_STRING, KF_EMPTY_OK, F(reset_unknown_reply), 0, 0, MAX_TEMPLATE_LEN, 0, "", NULL },
+	{ "reset", "replay_window", KT_DURATION, 0, F(reset_replay_window), 0, 0, MAX_REPLAY_WINDOW, DEFAULT_REPLAY_WINDOW, NULL, NULL },
 
 	{ "pin", "route", KT_ROUTE, 0, F(pin_route), 0, 0, MAX_ROUTE_LEN, 0, DEFAULT_PIN_ROUTE, NULL },
 	{ "pin", "digits", KT_UINT, 0, F(pin_digits), 0, MIN_PIN_DIGITS, MAX_PIN_DIGITS, DEFAULT_PIN_DIGITS, NULL, NULL },

@@ -88,6 +88,13 @@
 #define DEFAULT_RESET_ROUTE           "/sms/reset"
 #define DEFAULT_RESET_MESSAGE         "Reset your password: {link}"
 #define DEFAULT_TOKEN_TTL             (15u * 60u)  /* seconds */
+/*
+ * Seconds after a webhook's first arrival during which a repeat is a retry
+ * and gets the first answer again (link included); later it is a replay:
+ * no side effect, no link. Twilio's own retries of one webhook end within
+ * 15 s of the first attempt (its #tt= total time, at most 15000 ms).
+ */
+#define DEFAULT_REPLAY_WINDOW         60u
 
 /* [admin] */
 #define DEFAULT_ADMIN_LISTEN          "127.0.0.1:9090"
@@ -126,12 +133,25 @@ _Static_assert(MAX_TARGET_LEN + 2048u <= CONNECTION_MEMORY / 2,
 #define MAX_SHUTDOWN_TIMEOUT	3600u	/* seconds */
 #define MIN_TOKEN_TTL		60u	/* seconds */
 #define MAX_TOKEN_TTL		(24u * 3600u)
+#define MAX_REPLAY_WINDOW	3600u	/* seconds; 0 (no repeat answered with a link) is the minimum */
 #define MAX_TRUSTED_CIDRS	256u
 #define MAX_PATH_VALUE		4096u	/* PATH_MAX on Linux */
 #define MAX_ROUTE_LEN		256u
 #define MAX_PUBLIC_URL_LEN	2048u	/* leaves room for the target in MAX_URL_LEN */
 #define MAX_LISTEN_LEN		64u
 #define MAX_PRIORITIES_LEN	1024u
+
+/*
+ * Log lines (twhookd(8), LOGGING): request data is escaped (log_escape.h)
+ * and cut to these many bytes, escapes included; a cut ends in "...".
+ */
+#define LOG_UA_MAX                    128u      /* ua= of an access line, in its quotes */
+#define LOG_METHOD_MAX                32u       /* method= of an access line */
+#define LOG_TEXT_MAX                  1024u     /* a message of libmicrohttpd's */
+/* I-Twilio-Idempotency-Token: logged when it is this short and of letters, digits, '-'. */
+#define LOG_IDEM_TOKEN_MAX            64u
+/* Lines an error repeats per request (store, libmicrohttpd): one per call site per... */
+#define LOG_THROTTLE_MS               1000      /* ...this many ms (log.h) */
 
 /* Idempotency: a webhook's record outlives Twilio's retries and any replay window. */
 #define IDEMPOTENCY_KEEP              (30 * 24 * 3600)  /* seconds */

@@ -1,12 +1,21 @@
 /*
- * What the webhook handlers share: rate-limit keys and the log line and
- * counter for a webhook a limit stopped. A limited webhook gets the normal
- * answer, so the sender learns nothing; only the operator is told.
+ * What the webhook handlers share: how a repeat is judged, rate-limit keys,
+ * and the log line and counter for a webhook a limit stopped. A limited
+ * webhook gets the normal answer, so the sender learns nothing; only the
+ * operator is told.
  */
 #include <stdio.h>
 
 #include "handler.h"
 #include "log.h"
+
+enum handler_repeat
+handler_repeat_judge(int64_t first_at, int64_t now, unsigned window)
+{
+	/* now is a clock's, first_at a stored value: only now is moved, safely. */
+	return first_at > now - (int64_t)window && first_at < now + (int64_t)window ?
+	    HANDLER_RETRY : HANDLER_REPLAY;
+}
 
 struct store_limit
 handler_limit_per_number(const char *flow, const struct config_rate *rate,

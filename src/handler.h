@@ -17,15 +17,35 @@ enum handler_result {
 	HANDLER_UNAVAILABLE,	/* store failure: Twilio should retry */
 };
 
+/* A repeat of a finished webhook, judged by the time since its first arrival. */
+enum handler_repeat {
+	HANDLER_RETRY = 0,	/* within [reset] replay_window: the first answer again */
+	HANDLER_REPLAY,		/* later: an answer that carries nothing of value */
+};
+
 struct handler {
 	/* First delivery: do the work and finish the claim in the same transaction. */
 	enum handler_result	(*run)(struct app *app, struct request *req,
 				    struct reply *reply);
-	/* A retry or replay of a finished webhook: the same answer, no side effect.
-	 * NULL for routes that are not idempotent (status callbacks). */
+	/*
+	 * A repeat of a finished webhook, at now (Unix seconds): never a side
+	 * effect. *repeat says how it was judged (handler_repeat_judge): a
+	 * retry gets the first answer, a replay the answer an unknown number
+	 * gets. NULL for routes that are not idempotent (status callbacks).
+	 */
 	enum handler_result	(*replay)(struct app *app, struct request *req,
-				    const struct store_claim *claim, struct reply *reply);
+				    const struct store_claim *claim, int64_t now,
+				    struct reply *reply, enum handler_repeat *repeat);
 };
+
+/*
+ * Pure: a repeat at now of a webhook that first arrived at first_at is a
+ * retry when it comes less than window seconds after it, or less than
+ * window before it (a clock stepped back, or instances whose clocks
+ * disagree); otherwise, and always with window 0, a replay.
+ */
+enum handler_repeat	handler_repeat_judge(int64_t first_at, int64_t now,
+			    unsigned window);
 
 /*
  * A per-number limit for flow ("reset", "pin") keyed by the sender, written

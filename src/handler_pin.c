@@ -89,14 +89,17 @@ done:
 	return res;
 }
 
-/* Whatever happened the first time, the answer was an empty <Response/>. */
+/*
+ * Whatever happened the first time, the answer was an empty <Response/>,
+ * and a repeat never queues an SMS: a retry and a replay (judged with
+ * [reset] replay_window, for the log and the counters) get the same.
+ */
 static enum handler_result
 pin_replay(struct app *app, struct request *req, const struct store_claim *claim,
-    struct reply *reply)
+    int64_t now, struct reply *reply, enum handler_repeat *repeat)
 {
-	(void)app;
 	(void)req;
-	(void)claim;
+	*repeat = handler_repeat_judge(claim->first_at, now, app->cfg->reset_replay_window);
 	return twiml_empty(&reply->body) == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;
 }
 

@@ -4,7 +4,8 @@
  * the MessageSid, so a retry of the same webhook answers the same link
  * without the token ever being stored: the store keeps only its keyed hash.
  * An unknown sender gets the configured unknown_reply through the same
- * steps, so the answer says nothing about which numbers are registered.
+ * steps, so the answer says nothing about which numbers are registered;
+ * so does a replay past [reset] replay_window.
  */
 #include <string.h>
 #include <time.h>
@@ -122,13 +123,19 @@ done:
 	return res;
 }
 
+/*
+ * A retry gets the same link. A replay, once the window is past, is a
+ * captured request: it gets what an unknown number gets, so a capture
+ * stops being a live link; the token stays redeemable by its owner.
+ */
 static enum handler_result
 reset_replay(struct app *app, struct request *req, const struct store_claim *claim,
-    struct reply *reply)
+    int64_t now, struct reply *reply, enum handler_repeat *repeat)
 {
 	int rc;
 
-	if (claim->outcome == RESET_TOKEN_ISSUED)
+	*repeat = handler_repeat_judge(claim->first_at, now, app->cfg->reset_replay_window);
+	if (*repeat == HANDLER_RETRY && claim->outcome == RESET_TOKEN_ISSUED)
 		rc = render_token_reply(app, req, claim->id, reply);
 	else
 		rc = render_unknown(app->cfg, reply);

@@ -9,6 +9,7 @@
 
 #include "handler.h"
 #include "log.h"
+#include "log_escape.h"
 #include "twiml.h"
 
 static enum handler_result
@@ -33,8 +34,12 @@ status_run(struct app *app, struct request *req, struct reply *reply)
 	    (int)error_code, &found) == -1)
 		return HANDLER_UNAVAILABLE;
 	metrics_inc(&app->metrics, METRIC_STATUS_CALLBACKS);
-	if (!found)
-		log_info("status: %s for a message this store did not send", st->value);
+	if (!found) {
+		char status[LOG_ESCAPE_SIZE(32)];	/* value_len <= 32, checked above */
+
+		log_escape(st->value, st->value_len, LOG_ESCAPE_FIELD, status, sizeof(status));
+		log_info("status: %s for a message this store did not send", status);
+	}
 	return twiml_empty(&reply->body) == 0 ? HANDLER_OK : HANDLER_UNAVAILABLE;
 }
 

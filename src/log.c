@@ -1,14 +1,17 @@
 /*
  * Logging: one line per event on stderr, "<level>: message". Lines are
  * written with a single write(2) so threads never interleave within a line.
+ * log_throttled keeps a call site that repeats itself to a line a second.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "defaults.h"
 #include "log.h"
 
 #define LOG_LINE_MAX 2048
@@ -44,9 +47,15 @@ log_enabled(enum log_level level)
 	return level >= threshold;
 }
 
+static const char *const prefixes[] = {
+	[LOG_LEVEL_DEBUG] = "debug: ", [LOG_LEVEL_INFO] = "info: ",
+	[LOG_LEVEL_WARN] = "warning: ", [LOG_LEVEL_ERROR] = "error: ",
+};
+
+/* suffix: ": suffix" appended (strerror); repeated > 0: the throttle's count. */
 static void
 vlog(enum log_level level, const char *prefix, const char *suffix,
-    const char *fmt, va_list ap)
+    uint64_t repeated, const char *fmt, va_list ap)
 {
 	char	line[LOG_LINE_MAX];
 	int	n, m;
@@ -61,11 +70,12 @@ vlog(enum log_level level, const char *prefix, const char *suffix,
 	if (m < 0)
 		return;
 	len = strnlen(line, sizeof(line) - 2);
-	if (suffix != NULL) {
-		int k = snprintf(line + len, sizeof(line) - 1 - len, ": %s", suffix);
-		if (k > 0)
-			len = strnlen(line, sizeof(line) - 2);
-	}
+	if (suffix != NULL &&
+	    snprintf(line + len, sizeof(line) - 1 - len, ": %s", suffix) > 0)
+		len = strnlen(line, sizeof(line) - 2);
+	if (repeated > 0 && snprintf(line + len, sizeof(line) - 1 - len,
+	    " (repeated %llu times)", (unsigned long long)repeated) > 0)
+		len = strnlen(line, sizeof(line) - 2);
 	line[len++] = '\n';
 	/* Best effort: nowhere to report a failed write of a log line. */
 	ssize_t w = write(STDERR_FILENO, line, len);
@@ -78,14 +88,14 @@ name(const char *fmt, ...)				\
 {							\
 	va_list ap;					\
 	va_start(ap, fmt);				\
-	vlog(level, prefix, NULL, fmt, ap);		\
+	vlog(level, prefix, NULL, 0, fmt, ap);		\
 	va_end(ap);					\
 }
 
-DEFINE_LOG(log_debug, LOG_LEVEL_DEBUG, "debug: ")
-DEFINE_LOG(log_info, LOG_LEVEL_INFO, "info: ")
-DEFINE_LOG(log_warnx, LOG_LEVEL_WARN, "warning: ")
-DEFINE_LOG(log_error, LOG_LEVEL_ERROR, "error: ")
+DEFINE_LOG(log_debug, LOG_LEVEL_DEBUG, prefixes[LOG_LEVEL_DEBUG])
+DEFINE_LOG(log_info, LOG_LEVEL_INFO, prefixes[LOG_LEVEL_INFO])
+DEFINE_LOG(log_warnx, LOG_LEVEL_WARN, prefixes[LOG_LEVEL_WARN])
+DEFINE_LOG(log_error, LOG_LEVEL_ERROR, prefixes[LOG_LEVEL_ERROR])
 
 void
 log_warn(const char *fmt, ...)
@@ -94,7 +104,7 @@ log_warn(const char *fmt, ...)
 	va_list	ap;
 
 	va_start(ap, fmt);
-	vlog(LOG_LEVEL_WARN, "warning: ", strerror(saved), fmt, ap);
+	vlog(LOG_LEVEL_WARN, "warning: ", strerror(saved), 0, fmt, ap);
 	va_end(ap);
 }
 
@@ -104,7 +114,45 @@ fatalx(const char *fmt, ...)
 	va_list	ap;
 
 	va_start(ap, fmt);
-	vlog(LOG_LEVEL_ERROR, "fatal: ", NULL, fmt, ap);
+	vlog(LOG_LEVEL_ERROR, "fatal: ", NULL, 0, fmt, ap);
 	va_end(ap);
 	exit(1);
+}
+
+bool
+log_throttle_pass(struct log_throttle_state *st, int64_t now_ms, int64_t interval_ms,
+    uint64_t *repeated)
+{
+	if (st->started && now_ms - st->last_ms < interval_ms) {
+		st->suppressed++;
+		return false;
+	}
+	*repeated = st->suppressed;
+	st->suppressed = 0;
+	st->last_ms = now_ms;
+	st->started = true;
+	return true;
+}
+
+void
+log_throttled(struct log_throttle *t, enum log_level level, const char *fmt, ...)
+{
+	struct timespec	now;
+	uint64_t	repeated = 0;
+	bool		pass = true;
+	va_list		ap;
+
+	if (!log_enabled(level))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (pthread_mutex_lock(&t->lock) == 0) {
+		pass = log_throttle_pass(&t->st, (int64_t)now.tv_sec * 1000 +
+		    now.tv_nsec / 1000000, LOG_THROTTLE_MS, &repeated);
+		pthread_mutex_unlock(&t->lock);
+	}
+	if (!pass)
+		return;
+	va_start(ap, fmt);
+	vlog(level, prefixes[level], NULL, repeated, fmt, ap);
+	va_end(ap);
 }

@@ -199,6 +199,9 @@ pipeline_begin(void *arg, struct request *req, struct reply *reply)
 	const char	*reason = "ok";
 	enum verdict	 v;
 
+	/* For the access line: X-Forwarded-For counts only from a trusted proxy. */
+	public_url_client((const struct sockaddr *)&req->peer, req->h.forwarded_for,
+	    app->cfg->trusted, app->cfg->trusted_count, req->client);
 	if ((v = guard_framing(req, &reason)) != V_OK) {
 		metrics_inc(&app->metrics, METRIC_HYGIENE_REFUSED);
 		decide(req, reply, v, reason);
@@ -364,20 +367,25 @@ handler_verdict(enum handler_result r, struct request *req)
 
 /*
  * Idempotency, keyed by the signed MessageSid: a finished webhook is answered
- * from its record, one still running gets 503 (Twilio retries), a new one runs
- * its handler, which finishes the claim in the handler's own transaction.
+ * from its record (the first answer within [reset] replay_window of its
+ * first arrival, one that carries nothing after it), one still running gets
+ * 503 (Twilio retries), a new one runs its handler, which finishes the claim
+ * in the handler's own transaction.
  */
 static enum verdict
 run_once(struct app *app, struct request *req, struct reply *reply)
 {
 	const struct handler	*h = req->route->handler;
 	struct store_claim	 claim = { .user_id = BUF_INIT };
+	enum handler_repeat	 repeat = HANDLER_REPLAY;
+	enum handler_result	 r;
+	int64_t			 now = (int64_t)time(NULL);
 	enum verdict		 v;
 
 	if (!req->route->idempotent)
 		return handler_verdict(h->run(app, req, reply), req);
-	if (store_claim(app->store, req->route->name, req->message_sid,
-	    (int64_t)time(NULL), CLAIM_STALE_AFTER, &claim) == -1) {
+	if (store_claim(app->store, req->route->name, req->message_sid, now,
+	    CLAIM_STALE_AFTER, &claim) == -1) {
 		metrics_inc(&app->metrics, METRIC_STORE_ERRORS);
 		req->reason = "store_error";
 		return V_UNAVAILABLE;
@@ -389,9 +397,12 @@ run_once(struct app *app, struct request *req, struct reply *reply)
 		v = V_IN_PROGRESS;
 		break;
 	case STORE_CLAIM_DONE:
-		metrics_inc(&app->metrics, METRIC_WEBHOOK_REPLAYED);
-		req->reason = "replay";
-		v = handler_verdict(h->replay(app, req, &claim, reply), req);
+		/* Within the window Twilio's retry; after it a capture replayed. */
+		r = h->replay(app, req, &claim, now, reply, &repeat);
+		metrics_inc(&app->metrics, repeat == HANDLER_RETRY ?
+		    METRIC_WEBHOOK_RETRY_ANSWERED : METRIC_WEBHOOK_REPLAY_REFUSED);
+		req->reason = repeat == HANDLER_RETRY ? "retry" : "replay";
+		v = handler_verdict(r, req);
 		break;
 	case STORE_CLAIM_NEW:
 	default:

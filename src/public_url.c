@@ -4,7 +4,9 @@
  * request-target, never decoded or normalised. Forwarded headers count only
  * from a trusted proxy; otherwise a client could choose the URL we check.
  */
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "defaults.h"
@@ -69,6 +71,87 @@ public_url_trusted(const struct sockaddr *addr, const struct config_cidr *cidrs,
 			return true;
 	}
 	return false;
+}
+
+/* One X-Forwarded-For element, blanks around it allowed, as an address. */
+static bool
+forwarded_addr(const char *s, size_t len, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in	*s4 = (struct sockaddr_in *)(void *)ss;
+	struct sockaddr_in6	*s6 = (struct sockaddr_in6 *)(void *)ss;
+	char			 lit[INET6_ADDRSTRLEN];
+
+	while (len > 0 && (*s == ' ' || *s == '\t'))
+		s++, len--;
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	if (len == 0 || len >= sizeof(lit))
+		return false;
+	memcpy(lit, s, len);
+	lit[len] = '\0';
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, lit, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		return true;
+	}
+	if (inet_pton(AF_INET6, lit, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		return true;
+	}
+	return false;
+}
+
+static void
+addr_print(const struct sockaddr *sa, char out[PUBLIC_URL_CLIENT_MAX])
+{
+	static const uint8_t	 v4mapped[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff };
+	const uint8_t		*v6;
+
+	out[0] = '-';
+	out[1] = '\0';
+	if (sa == NULL)
+		return;
+	if (sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+		    out, PUBLIC_URL_CLIENT_MAX);
+	} else if (sa->sa_family == AF_INET6) {
+		v6 = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+		if (memcmp(v6, v4mapped, sizeof(v4mapped)) == 0)
+			inet_ntop(AF_INET, v6 + 12, out, PUBLIC_URL_CLIENT_MAX);
+		else
+			inet_ntop(AF_INET6, v6, out, PUBLIC_URL_CLIENT_MAX);
+	}
+}
+
+/*
+ * Each proxy appends the address it got the request from, so the right end
+ * of the list is what our own proxies saw and the left end what the client
+ * claims: believe elements only while the one to their right is trusted.
+ */
+void
+public_url_client(const struct sockaddr *peer, const char *forwarded_for,
+    const struct config_cidr *trusted, size_t count, char out[PUBLIC_URL_CLIENT_MAX])
+{
+	const struct sockaddr	*client = peer;
+	struct sockaddr_storage	 hop;
+	size_t			 start, end;
+
+	if (forwarded_for != NULL && public_url_trusted(peer, trusted, count)) {
+		end = strlen(forwarded_for);
+		for (;;) {
+			for (start = end; start > 0 && forwarded_for[start - 1] != ','; start--)
+				;
+			if (!forwarded_addr(forwarded_for + start, end - start, &hop)) {
+				client = peer;
+				break;
+			}
+			client = (const struct sockaddr *)&hop;
+			if (start == 0 || !public_url_trusted(client, trusted, count))
+				break;
+			end = start - 1;
+		}
+	}
+	addr_print(client, out);
 }
 
 /* Host[:port] as RFC 3986 reg-name / IPv4 / [IPv6]: no '/', '@', spaces or controls. */

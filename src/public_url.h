@@ -1,11 +1,13 @@
 /*
  * The URL Twilio signed: the configured public_url, or scheme and host from
  * the request (X-Forwarded-Proto/-Host only from a trusted proxy), followed
- * by the raw request-target exactly as it arrived. Pure.
+ * by the raw request-target exactly as it arrived; and the client address
+ * logs show (X-Forwarded-For only from a trusted proxy). Pure.
  */
 #ifndef TWHOOKD_PUBLIC_URL_H
 #define TWHOOKD_PUBLIC_URL_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -41,5 +43,22 @@ enum public_url_result	public_url_build(const struct public_url_input *in,
 bool	public_url_trusted(const struct sockaddr *addr, const struct config_cidr *cidrs,
 	    size_t count);
 const char *public_url_result_str(enum public_url_result r);
+
+/* Room for any address public_url_client writes, NUL included. */
+#define PUBLIC_URL_CLIENT_MAX	INET6_ADDRSTRLEN
+/*
+ * The client's address for logs, numeric, into out: the TCP peer; or, when
+ * the peer is in trusted, the right-most element of forwarded_for
+ * (X-Forwarded-For, may be NULL) that is not itself in trusted, walking
+ * left past trusted proxies (all of them trusted: the left-most). Each
+ * element walked must be an IPv4 or IPv6 literal (inet_pton), with optional
+ * blanks around it; at the first that is not (a port, a name, garbage, an
+ * empty element), the peer. The address is printed anew, never copied from
+ * the header; an IPv4-mapped IPv6 address prints as IPv4. "-" when peer is
+ * NULL or neither IPv4 nor IPv6.
+ */
+void	public_url_client(const struct sockaddr *peer, const char *forwarded_for,
+	    const struct config_cidr *trusted, size_t count,
+	    char out[PUBLIC_URL_CLIENT_MAX]);
 
 #endif

@@ -7,6 +7,7 @@
 #ifndef TWHOOKD_REQUEST_H
 #define TWHOOKD_REQUEST_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,9 @@ struct request_headers {
 	size_t		 signature_len;
 	const char	*authorization;
 	const char	*idempotency_token;	/* I-Twilio-Idempotency-Token: logged only */
+	const char	*user_agent;		/* logged only, escaped */
+	/* The last X-Forwarded-For: a trusted proxy that adds its own header adds it last. */
+	const char	*forwarded_for;
 	bool		 has_content_length;
 	uint64_t	 content_length;
 	/* Counts for request hygiene: Twilio sends each of these at most once. */
@@ -59,6 +63,7 @@ struct request {
 	/* Set as the request is decided, for the access log. */
 	const char		*route_name;
 	const char		*reason;	/* reason class: "ok", "signature_mismatch", ... */
+	char			 client[INET6_ADDRSTRLEN];	/* "" = the peer (public_url_client) */
 	unsigned		 status;
 	char			 from_masked[PHONE_MASK_MAX];
 	char			 message_sid[40];	/* not secret; "" when absent */

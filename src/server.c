@@ -27,6 +27,7 @@
 #include "conn_table.h"
 #include "defaults.h"
 #include "log.h"
+#include "log_escape.h"
 #include "public_url.h"
 #include "server.h"
 
@@ -227,6 +228,10 @@ on_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value
 		h->authorization = value;
 	} else if (strcasecmp(key, "I-Twilio-Idempotency-Token") == 0) {
 		h->idempotency_token = value;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_USER_AGENT) == 0) {
+		h->user_agent = value;
+	} else if (strcasecmp(key, "X-Forwarded-For") == 0) {
+		h->forwarded_for = value;
 	}
 	return MHD_YES;
 }
@@ -366,6 +371,52 @@ elapsed_ms(const struct timespec *start)
 	    (double)(now.tv_nsec - start->tv_nsec) / 1e6;
 }
 
+/*
+ * One line per request. Every field is ours, checked (sid, from, client,
+ * twilio_idem: a token of the shape Twilio sends, else "invalid") or escaped
+ * (method, ua), so a request cannot end the line, color it or add a field.
+ */
+static void
+log_access(const struct server *srv, struct MHD_Connection *conn,
+    const struct request *req)
+{
+	const union MHD_ConnectionInfo	*ci;
+	const struct sockaddr		*peer = NULL;
+	const char			*client = req->client, *idem = req->h.idempotency_token;
+	const char			*agent = req->h.user_agent;
+	char				 addr[PUBLIC_URL_CLIENT_MAX], method[LOG_METHOD_MAX] = "-";
+	char				 ua[LOG_UA_MAX + 2] = "-";	/* quoted */
+	size_t				 n;
+
+	if (client[0] == '\0') {
+		/* Decided before the pipeline saw it: the peer, from the library if need be. */
+		if (req->peer.ss_family != 0)
+			peer = (const struct sockaddr *)&req->peer;
+		else if ((ci = MHD_get_connection_info(conn,
+		    MHD_CONNECTION_INFO_CLIENT_ADDRESS)) != NULL)
+			peer = ci->client_addr;
+		public_url_client(peer, NULL, NULL, 0, addr);
+		client = addr;
+	}
+	if (req->method != NULL)
+		log_escape(req->method, strlen(req->method), LOG_ESCAPE_FIELD, method,
+		    sizeof(method));
+	if (agent != NULL) {
+		n = log_escape(agent, strlen(agent), LOG_ESCAPE_FIELD, ua + 1, LOG_UA_MAX);
+		ua[0] = ua[n + 1] = '"';
+		ua[n + 2] = '\0';
+	}
+	if (idem != NULL && !log_escape_is_token(idem, LOG_IDEM_TOKEN_MAX))
+		idem = "invalid";
+	log_info("access %s id=%s client=%s method=%s route=%s status=%u reason=%s"
+	    " ms=%.2f from=%s sid=%s twilio_idem=%s ua=%s", srv->name, req->id, client,
+	    method, req->route_name != NULL ? req->route_name : "-", req->status,
+	    req->reason, elapsed_ms(&req->started),
+	    req->from_masked[0] != '\0' ? req->from_masked : "-",
+	    req->message_sid[0] != '\0' ? req->message_sid : "-",
+	    idem != NULL ? idem : "-", ua);
+}
+
 static void
 on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     enum MHD_RequestTerminationCode toe)
@@ -374,21 +425,13 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct exchange	*x = *con_cls;
 	struct request	*req;
 
-	(void)conn;
 	if (x == NULL)
 		return;
 	req = &x->req;
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->status == 0)
 		req->reason = conn_was_cut(x->tcp) ? "request_timeout" : "connection_closed";
 	if (srv->access_log)
-		log_info("access %s id=%s method=%s route=%s status=%u reason=%s ms=%.2f"
-		    " from=%s sid=%s twilio_idem=%.64s", srv->name, req->id,
-		    req->method != NULL ? req->method : "-",
-		    req->route_name != NULL ? req->route_name : "-", req->status,
-		    req->reason, elapsed_ms(&req->started),
-		    req->from_masked[0] != '\0' ? req->from_masked : "-",
-		    req->message_sid[0] != '\0' ? req->message_sid : "-",
-		    req->h.idempotency_token != NULL ? req->h.idempotency_token : "-");
+		log_access(srv, conn, req);
 	if (srv->hooks.done != NULL)
 		srv->hooks.done(srv->hooks.arg, req);
 	/* Kept alive: the next request has request_timeout from now. */
@@ -403,15 +446,22 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void
 on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	struct server	*srv = cls;
-	char		 msg[512];
-	size_t		 len;
+	/*
+	 * One for every listener: a flood of broken handshakes or requests,
+	 * which is what makes the library talk, costs a line a second.
+	 */
+	static struct log_throttle	 throttle = LOG_THROTTLE_INIT;
+	struct server			*srv = cls;
+	char				 msg[512], text[LOG_TEXT_MAX];
+	size_t				 len;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	len = strlen(msg);
 	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
 		msg[--len] = '\0';
-	log_warnx("%s: libmicrohttpd: %s", srv->name, msg);
+	/* Its messages can quote what a client sent. */
+	log_escape(msg, len, LOG_ESCAPE_TEXT, text, sizeof(text));
+	log_throttled(&throttle, LOG_LEVEL_WARN, "%s: libmicrohttpd: %s", srv->name, text);
 }
 #pragma GCC diagnostic pop
 

@@ -76,8 +76,8 @@ int	store_batch_end(struct store *s);
  * Idempotency. A webhook is claimed by (route, key) before its handler runs.
  * NEW: the caller owns it and must finish or release it. RUNNING: a record
  * left by a process that died mid-webhook (answer 503). DONE: answer from
- * outcome/user_id. A RUNNING claim older than stale_after seconds is taken
- * over as NEW.
+ * outcome/user_id, judging the repeat by first_at. A RUNNING claim older
+ * than stale_after seconds is taken over as NEW.
  */
 enum store_claim_state {
 	STORE_CLAIM_NEW = 0,
@@ -90,6 +90,12 @@ struct store_claim {
 	struct buf		 user_id;	/* when DONE and a user was found; caller frees */
 	int64_t			 id;		/* when DONE: the record's, its reset token's;
 						   <= 0 for one from before schema 4 */
+	/*
+	 * When DONE: the webhook's first arrival, i.e. the now given to the
+	 * store_claim call that returned NEW for the run that finished it (a
+	 * takeover's, if a dead process's claim was taken over). Unix seconds.
+	 */
+	int64_t			 first_at;
 };
 /*
  * NEW leaves a write transaction open on the calling thread until

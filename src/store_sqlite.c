@@ -196,6 +196,22 @@ static const struct {
 	    "DELETE FROM rate_limits WHERE window_start < ?1" },
 };
 
+/*
+ * Lines a full disk or a lock held elsewhere repeats for every webhook:
+ * each kind at most once a second (log.h), a statement's failures by
+ * statement (kinds 0 to ST_COUNT - 1), so one burst shows as a few lines
+ * with their counts rather than thousands.
+ */
+enum sq_log {
+	SQ_LOG_OPEN = ST_COUNT,	/* a thread's connection cannot open */
+	SQ_LOG_GATE,		/* the write gate held past the busy timeout */
+	SQ_LOG_BATCH_GONE,	/* SQLite ended the batch's transaction itself */
+	SQ_LOG_BATCH_FAILED,	/* a batch rolled back whole */
+	SQ_LOG_COUNT
+};
+
+#define sq_log(s, kind, ...)	log_throttled(&(s)->log[kind], LOG_LEVEL_ERROR, __VA_ARGS__)
+
 struct store {
 	char		*path;
 	pthread_key_t	 key;		/* this thread's struct conn */
@@ -206,6 +222,7 @@ struct store {
 	struct sq_ckpt	*ckpt;		/* NULL until the schema is in place */
 	_Atomic int64_t	 committed_at;	/* CLOCK_MONOTONIC ms of the last commit */
 	atomic_bool	 failing;	/* a write failed as no write should: see sq_fail */
+	struct log_throttle log[SQ_LOG_COUNT];	/* by enum sq_log */
 };
 
 static int64_t
@@ -308,7 +325,7 @@ sq_conn(struct store *s)
 	char		 err[256];
 
 	if ((c = conn_attach(s, err, sizeof(err))) == NULL)
-		log_error("store: open: %s", err);
+		sq_log(s, SQ_LOG_OPEN, "store: open: %s", err);
 	return c;
 }
 
@@ -335,7 +352,7 @@ mark_failing(struct store *s)
 int
 sq_fail(struct conn *c, enum st id)
 {
-	log_error("store: %s: %s", stmts[id].name, sqlite3_errmsg(c->db));
+	sq_log(c->store, id, "store: %s: %s", stmts[id].name, sqlite3_errmsg(c->db));
 	if (cannot_commit(sqlite3_extended_errcode(c->db)))
 		mark_failing(c->store);
 	return -1;
@@ -420,13 +437,14 @@ sq_step(struct conn *c, enum st id)
 	 */
 	if (c->batch && sqlite3_get_autocommit(c->db)) {
 		c->batch_failed = true;
-		log_error("store: %s: the batch's transaction is gone", stmts[id].name);
+		sq_log(c->store, SQ_LOG_BATCH_GONE, "store: %s: the batch's transaction"
+		    " is gone", stmts[id].name);
 		return -1;
 	}
 	if (!c->gated && sqlite3_get_autocommit(c->db) && !sqlite3_stmt_readonly(st)) {
 		if (sq_gate_lock(&c->store->gate, STORE_BUSY_TIMEOUT_MS) == -1) {
-			log_error("store: %s: another thread held the write lock"
-			    " for %ums", stmts[id].name, STORE_BUSY_TIMEOUT_MS);
+			sq_log(c->store, SQ_LOG_GATE, "store: %s: another thread held the"
+			    " write lock for %ums", stmts[id].name, STORE_BUSY_TIMEOUT_MS);
 			mark_failing(c->store);
 			return -1;
 		}
@@ -496,8 +514,8 @@ sq_begin(struct conn *c)
 	if (c->batch) {
 		if (c->job || sqlite3_get_autocommit(c->db)) {
 			c->batch_failed |= !c->job;
-			log_error("store: begin: the batch's transaction is %s",
-			    c->job ? "busy with another job" : "gone");
+			sq_log(c->store, SQ_LOG_BATCH_GONE, "store: begin: the batch's"
+			    " transaction is %s", c->job ? "busy with another job" : "gone");
 			return -1;
 		}
 		if (sq_exec(c, ST_SAVEPOINT, "") == -1)
@@ -506,8 +524,8 @@ sq_begin(struct conn *c)
 		return 0;
 	}
 	if (sq_gate_lock(&c->store->gate, STORE_BUSY_TIMEOUT_MS) == -1) {
-		log_error("store: begin: another thread held the write lock for %ums",
-		    STORE_BUSY_TIMEOUT_MS);
+		sq_log(c->store, SQ_LOG_GATE, "store: begin: another thread held the write"
+		    " lock for %ums", STORE_BUSY_TIMEOUT_MS);
 		mark_failing(c->store);
 		return -1;
 	}
@@ -614,13 +632,14 @@ store_batch_end(struct store *s)
 	c->batch = false;
 	/* SQLite ends the whole transaction itself after some errors. */
 	if (sqlite3_get_autocommit(c->db)) {
-		log_error("store: batch: the transaction was rolled back");
+		sq_log(s, SQ_LOG_BATCH_FAILED, "store: batch: the transaction was rolled"
+		    " back");
 		gate_leave(c);
 		return -1;
 	}
 	if (c->batch_failed) {
-		log_error("store: batch: a webhook's work could not be undone alone;"
-		    " the whole batch is rolled back");
+		sq_log(s, SQ_LOG_BATCH_FAILED, "store: batch: a webhook's work could not be"
+		    " undone alone; the whole batch is rolled back");
 		sq_rollback(c);
 		return -1;
 	}
@@ -645,7 +664,7 @@ sq_text(struct conn *c, enum st id, int col, struct buf *b)
 		return sq_fail(c, id);
 	n = sqlite3_column_bytes(st, col);
 	if (buf_append(b, p, (size_t)n) == -1) {
-		log_error("store: %s: out of memory", stmts[id].name);
+		sq_log(c->store, id, "store: %s: out of memory", stmts[id].name);
 		return -1;
 	}
 	return 0;
@@ -682,6 +701,8 @@ store_open(const char *path, struct store **out, char *err, size_t errsz)
 		goto done;
 	*s = (struct store){ .lock = PTHREAD_MUTEX_INITIALIZER,
 	    .gate = PTHREAD_MUTEX_INITIALIZER };
+	for (size_t i = 0; i < SQ_LOG_COUNT; i++)
+		s->log[i] = (struct log_throttle)LOG_THROTTLE_INIT;
 	if ((s->path = strdup(path)) == NULL ||
 	    pthread_key_create(&s->key, conn_thread_exit) != 0)
 		goto done;

@@ -39,6 +39,7 @@ claim_read(struct conn *c, const char *route, const char *key, int64_t now,
 		out->state = STORE_CLAIM_DONE;
 		out->outcome = sqlite3_column_int(st, 1);
 		out->id = sqlite3_column_int64(st, 4);
+		out->first_at = sqlite3_column_int64(st, 3);
 		rc = sq_text(c, ST_CLAIM_GET, 2, &out->user_id);
 	} else
 		out->state = sqlite3_column_int64(st, 3) > now - stale_after ?
@@ -69,6 +70,7 @@ store_claim(struct store *s, const char *route, const char *key, int64_t now,
 	out->state = STORE_CLAIM_NEW;
 	out->outcome = 0;
 	out->id = 0;
+	out->first_at = 0;
 	buf_reset(&out->user_id);
 	if ((c = sq_conn(s)) == NULL)
 		return -1;

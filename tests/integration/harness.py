@@ -410,6 +410,18 @@ class Daemon:
     def access_lines(self):
         return [l for l in self.log_text().splitlines() if "status=" in l]
 
+    def reasons(self, message_sid, n, timeout=LOG_WAIT):
+        """The reason= of the access lines for message_sid, once there are n
+        (bounded wait)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [w[len("reason="):] for l in self.access_lines()
+                     if f" sid={message_sid} " in l
+                     for w in l.split(" ") if w.startswith("reason=")]
+            if len(found) >= n or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
+
     def secrets_in_log(self):
         """Every secret string the log must never contain, with a label."""
         out = {"auth token": self.auth_token, "admin token": self.admin_token}

@@ -2,19 +2,27 @@
 reaches the log: auth tokens, the admin token, reset tokens, full phone
 numbers."""
 
+import contextlib
+import re
+import socket
 import time
 
 import pytest
 import requests
 
-from harness import ALICE, BOB, HTTP_TIMEOUT, LOG_WAIT, UNKNOWN, token_from_twiml
+from harness import (ALICE, BOB, HTTP_TIMEOUT, LOG_WAIT, UNKNOWN, parse_status,
+                     raw_exchange, token_from_twiml)
 
 
 @pytest.fixture(scope="module")
 def logd(module_daemon_factory):
-    d = module_daemon_factory.make(users={ALICE: "alice", BOB: "bob"}, name="logs")
-    # The readiness probe's access line is written after its answer went out:
-    # wait for it, so that it is not taken for a line of the first test.
+    return _settled(module_daemon_factory.make(users={ALICE: "alice", BOB: "bob"},
+                                               name="logs"))
+
+
+def _settled(d):
+    """d once the access line of its readiness probe is written: it lands
+    after the answer, and must not be counted as a test's."""
     deadline = time.monotonic() + LOG_WAIT
     while time.monotonic() < deadline and not d.access_lines():
         time.sleep(0.05)
@@ -140,3 +148,178 @@ def test_shared_daemon_log_has_no_secrets(live):
 
 def test_module_daemon_log_has_no_secrets(logd):
     assert_log_clean(logd)
+
+
+# ----------------------------------------------- request data in the log line
+
+def _new_access_lines(d, before, n=1):
+    """Wait (bounded) for n access lines after the first before; return them."""
+    deadline = time.monotonic() + LOG_WAIT
+    while time.monotonic() < deadline and len(d.access_lines()) < before + n:
+        time.sleep(0.05)
+    lines = d.access_lines()[before:]
+    assert len(lines) >= n, f"no access line within {LOG_WAIT}s:\n{d.log_tail()}"
+    return lines
+
+
+def _fields(line):
+    """An access line as {key: value}: split on spaces, as a naive reader
+    would. Every key must be unique: a repeated one was forged."""
+    words = line.split(" ")
+    assert words[:3] == ["info:", "access", words[2]], line
+    fields = {}
+    for w in words[3:]:
+        key, sep, value = w.partition("=")
+        assert sep, f"a word that is not key=value: {w!r} in {line!r}"
+        assert key not in fields, f"field {key} twice in {line!r}"
+        fields[key] = value
+    return fields
+
+
+ACCESS_KEYS = ["id", "client", "method", "route", "status", "reason", "ms", "from",
+               "sid", "twilio_idem", "ua"]
+INJECTED = " status=200 reason=ok from=+15551234567"
+
+
+def test_access_line_fields(logd):
+    before = len(logd.access_lines())
+    r = logd.reset(UNKNOWN, headers={"User-Agent": "TwilioProxy/1.1",
+                                     "I-Twilio-Idempotency-Token": "0b3a4c5d-6e7f-4a8b"})
+    assert r.status_code == 200, r.text
+    f = _fields(_new_access_lines(logd, before)[0])
+    assert list(f) == ACCESS_KEYS, f
+    assert f["client"] == "127.0.0.1"
+    assert (f["method"], f["route"], f["status"], f["reason"]) == ("POST", "reset", "200", "ok")
+    assert f["twilio_idem"] == "0b3a4c5d-6e7f-4a8b"
+    assert f["ua"] == '"TwilioProxy/1.1"'
+
+
+@pytest.mark.parametrize("where", ["ua", "idem", "both"])
+def test_injected_header_cannot_write_the_log(logd, where):
+    # An unsigned request (403), so that a forged "status=200 reason=ok"
+    # would contradict the real fields; with a terminal escape and bytes
+    # that are not ASCII.
+    evil = ("\x1b[31mred" + INJECTED + "\x1b[0m").encode() + b" \xc2\x9b\xff\xe2\x80\xae end\""
+    headers = {}
+    if where in ("ua", "both"):
+        headers["User-Agent"] = evil
+    if where in ("idem", "both"):
+        headers["I-Twilio-Idempotency-Token"] = evil
+    before = len(logd.access_lines())
+    r = logd.post_signed(logd.params(ALICE), signature=False, headers=headers)
+    assert r.status_code == 403, (r.status_code, r.text)
+    line = _new_access_lines(logd, before)[0]
+    f = _fields(line)
+    assert list(f) == ACCESS_KEYS, line
+    assert (f["status"], f["reason"], f["from"]) == ("403", "signature_missing", "-"), line
+    if where in ("idem", "both"):
+        assert f["twilio_idem"] == "invalid", line
+    if where in ("ua", "both"):
+        ua = f["ua"]
+        assert ua.startswith('"') and ua.endswith('"') and '"' not in ua[1:-1], line
+        assert ua.startswith('"\\x1b[31mred\\x20status=200'), line
+    # Nothing but printable ASCII and line ends anywhere in the log.
+    raw = logd.log_path.read_bytes()
+    bad = sorted({b for b in raw if (b < 0x20 and b != 0x0a) or b >= 0x7f})
+    assert not bad, f"log holds bytes {bad}"
+    assert b" from=+15551234567" not in raw
+
+
+def test_long_user_agent_is_cut(logd):
+    before = len(logd.access_lines())
+    r = logd.get("/healthz", headers={"User-Agent": "x" * 2000})
+    assert r.status_code == 200
+    ua = _fields(_new_access_lines(logd, before)[0])["ua"]
+    assert ua.startswith('"xxx') and ua.endswith('..."'), ua
+    assert len(ua) <= 128 + 2, len(ua)
+
+
+def test_no_user_agent(logd):
+    before = len(logd.access_lines())
+    data, _ = raw_exchange(logd.port, logd.cert,
+                           b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Connection: close\r\n\r\n")
+    assert parse_status(data) == 200, data
+    f = _fields(_new_access_lines(logd, before)[0])
+    assert f["ua"] == "-" and f["twilio_idem"] == "-", f
+
+
+@pytest.fixture(scope="module")
+def proxied(module_daemon_factory):
+    """The loopback peer is a trusted proxy."""
+    return _settled(module_daemon_factory.make(
+        config={"proxy": {"trusted": "127.0.0.0/8"}}, users={ALICE: "alice"},
+        name="proxied"))
+
+
+def _client_of(d, xff, path="/healthz"):
+    before = len(d.access_lines())
+    headers = {} if xff is None else {"X-Forwarded-For": xff}
+    r = d.get(path, headers=headers)
+    assert r.status_code == 200
+    return _fields(_new_access_lines(d, before)[0])["client"]
+
+
+def test_client_from_trusted_proxy(proxied):
+    assert _client_of(proxied, "203.0.113.7") == "203.0.113.7"
+    assert _client_of(proxied, "198.51.100.1, 203.0.113.7, 127.0.0.9") == "203.0.113.7"
+    assert _client_of(proxied, "2001:db8::7") == "2001:db8::7"
+    assert _client_of(proxied, None) == "127.0.0.1"
+
+
+def test_client_from_trusted_proxy_on_a_webhook(proxied):
+    before = len(proxied.access_lines())
+    r = proxied.reset(ALICE, headers={"X-Forwarded-For": "203.0.113.7"})
+    assert r.status_code == 200, r.text
+    f = _fields(_new_access_lines(proxied, before)[0])
+    assert (f["client"], f["route"], f["status"]) == ("203.0.113.7", "reset", "200"), f
+
+
+@pytest.mark.parametrize("xff", ["garbage-203.0.113.99", "203.0.113.99:443",
+                                 "203.0.113.99 status=200", "\x1b[31m203.0.113.99",
+                                 "203.0.113.99, nonsense"])
+def test_garbage_forwarded_for_never_echoed(proxied, xff):
+    assert _client_of(proxied, xff) == "127.0.0.1"
+    assert "203.0.113.99" not in proxied.log_text()
+    assert "\x1b" not in proxied.log_text()
+
+
+def test_forwarded_for_ignored_without_trust(logd):
+    assert _client_of(logd, "203.0.113.8") == "127.0.0.1"
+    assert "203.0.113.8" not in logd.log_text()
+
+
+# ------------------------------------------------------- repeated lines
+
+def _plain_http_to_tls(d):
+    """One connection speaking plain HTTP to the TLS listener: libmicrohttpd
+    logs a handshake error for it."""
+    with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        with contextlib.suppress(OSError):
+            s.recv(100)
+
+
+def _library_lines(d):
+    return [l for l in d.log_text().splitlines() if "libmicrohttpd:" in l]
+
+
+def test_library_messages_throttled(logd):
+    before = len(_library_lines(logd))
+    n = 100
+    t0 = time.monotonic()
+    for _ in range(n):
+        _plain_http_to_tls(logd)
+    elapsed = time.monotonic() - t0
+    # The next one, past the throttle's second, goes out with the count.
+    time.sleep(1.2)
+    _plain_http_to_tls(logd)
+    deadline = time.monotonic() + LOG_WAIT
+    while time.monotonic() < deadline and not (
+            _library_lines(logd)[before:] and "(repeated" in _library_lines(logd)[-1]):
+        time.sleep(0.05)
+    lines = _library_lines(logd)[before:]
+    assert 2 <= len(lines) <= elapsed + 3, "\n".join(lines)
+    counts = [int(m.group(1)) for m in map(re.compile(r"\(repeated (\d+) times\)$").search, lines) if m]
+    assert counts and sum(counts) + len(lines) <= n + 1, lines
+    assert sum(counts) >= n // 2, lines

@@ -175,6 +175,35 @@ def test_same_webhook_twice_one_sms(pind, fake):
     fake.assert_quiet(n0 + 1)
 
 
+def test_replay_after_window_sends_nothing(pind, fake):
+    # Within replay_window (60s by default) a repeat is Twilio's retry; once
+    # the record is older, a replayed capture: the same empty answer, no SMS
+    # either way, and the log and the counters tell the two apart.
+    replays = "twhookd_webhook_replays_total"
+    answered = pind.metric(replays, '{result="answered"}')
+    refused = pind.metric(replays, '{result="refused"}')
+    n0 = fake.count()
+    queued = len(outbox_rows(pind))
+    p = pind.params(CAROL, body="PIN")
+    sid = p["MessageSid"]
+    r1 = pind.post_signed(p, path="/sms/pin")
+    one_sms(fake, n0)
+    r2 = pind.post_signed(p, path="/sms/pin")
+    with pind.db() as conn:
+        assert conn.execute("UPDATE webhooks SET started_at = started_at - 61"
+                            " WHERE route = 'pin' AND key = ?", (sid,)).rowcount == 1
+        conn.commit()
+    r3 = pind.post_signed(p, path="/sms/pin")
+    r4 = pind.post_signed(p, path="/sms/pin", token=pind.secondary_token)
+    for r in (r1, r2, r3, r4):
+        assert_empty_twiml(r)
+    assert pind.reasons(sid, 4) == ["ok", "retry", "replay", "replay"]
+    assert pind.metric(replays, '{result="answered"}') == answered + 1
+    assert pind.metric(replays, '{result="refused"}') == refused + 2
+    fake.assert_quiet(n0 + 1)
+    assert len(outbox_rows(pind)) == queued + 1
+
+
 def test_concurrent_webhooks_one_sms_each(pind, fake):
     # Sent together, each twice: they share store commits, and each unique
     # webhook still queues exactly one SMS.

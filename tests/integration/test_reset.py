@@ -4,6 +4,7 @@
 import base64
 import hashlib
 import json
+import math
 import re
 import secrets
 import sqlite3
@@ -427,9 +428,10 @@ def _subkey(master, n):
 
 
 def test_links_issued_before_the_upgrade(daemon_factory):
-    """A store of schema 3 holds a finished reset webhook and its token (the
-    43-character form, found by hash). After the upgrade a retry of that
-    webhook answers the same link, which redeems once; new links carry ids."""
+    """A store of schema 3 holds a reset webhook finished seconds ago and its
+    token (the 43-character form, found by hash). After the upgrade Twilio's
+    retry of that webhook, within replay_window, answers the same link, which
+    redeems once; new links carry ids."""
     d = daemon_factory.make(start=False, name="upgrade")
     master = secrets.token_bytes(32)
     d.server_key_path.write_bytes(master)
@@ -444,9 +446,9 @@ def test_links_issued_before_the_upgrade(daemon_factory):
         conn.executescript("PRAGMA journal_mode = WAL;" + SCHEMA_V3)
         conn.execute("INSERT INTO users VALUES (?, 'alice')", (ALICE,))
         conn.execute("INSERT INTO webhooks VALUES ('reset', ?, 2, 1, 'alice', ?, ?)",
-                     (sid, now - 60, now - 60))
+                     (sid, now - 5, now - 5))
         conn.execute("INSERT INTO reset_tokens VALUES (?, 'alice', ?, NULL, ?)",
-                     (token_hash, now + 600, now - 60))
+                     (token_hash, now + 600, now - 5))
         conn.commit()
     finally:
         conn.close()
@@ -463,3 +465,115 @@ def test_links_issued_before_the_upgrade(daemon_factory):
     assert d.redeem(fresh).status_code == 200
     with d.db() as c:
         assert c.execute("PRAGMA user_version").fetchone()[0] == 5
+
+
+# -------------------------------------------------------------- replay window
+
+UNKNOWN_REPLY = "If this number is registered, you will get a link."
+REPLAYS = "twhookd_webhook_replays_total"
+
+
+def replays(d):
+    """(answered, refused) repeats so far."""
+    return (d.metric(REPLAYS, '{result="answered"}'), d.metric(REPLAYS, '{result="refused"}'))
+
+
+def age_record(d, message_sid, seconds, route="reset"):
+    """Move a webhook's first arrival back in time, as if it came long ago."""
+    with d.db() as conn:
+        n = conn.execute("UPDATE webhooks SET started_at = started_at - ?"
+                         " WHERE route = ? AND key = ?",
+                         (seconds, route, message_sid)).rowcount
+        conn.commit()
+    assert n == 1, n
+
+
+@pytest.fixture(scope="module")
+def windowed(module_daemon_factory):
+    """replay_window = 2s, and an unknown_reply that tells it from an empty answer."""
+    return module_daemon_factory.make(
+        config={"reset": {"replay_window": "2s", "unknown_reply": UNKNOWN_REPLY}},
+        users={ALICE: "alice"}, name="windowed")
+
+
+def test_replay_after_window_gets_no_link(windowed):
+    d = windowed
+    p = d.params(ALICE)
+    sid = p["MessageSid"]
+    before = d.count_tokens()
+    answered, refused = replays(d)
+    r1 = d.post_signed(p)
+    first_done = time.time()
+    token = reset_token(r1)
+    # Twilio's retry, within the window: the same link, one token.
+    r2 = d.post_signed(p)
+    assert r2.content == r1.content
+    assert d.count_tokens() == before + 1
+    assert d.reasons(sid, 2) == ["ok", "retry"]
+    assert replays(d) == (answered + 1, refused)
+    # Past the window, counted in the store's whole seconds from the first
+    # arrival (at most first_done): a replayed capture.
+    time.sleep(max(0.0, math.floor(first_done) + 2 - time.time()) + 0.05)
+    r3 = d.post_signed(p)
+    assert r3.status_code == 200, (r3.status_code, r3.text)
+    assert token_from_twiml(r3) is None and "token" not in r3.text, r3.text
+    # What an unknown number gets, byte for byte.
+    assert r3.content == d.reset(UNKNOWN).content
+    _, text = parse_twiml(r3)
+    assert text == UNKNOWN_REPLY
+    assert d.reasons(sid, 3) == ["ok", "retry", "replay"]
+    assert replays(d) == (answered + 1, refused + 1)
+    # No side effect: no new token, and the one issued still redeems once.
+    assert d.count_tokens() == before + 1
+    rd = d.redeem(token)
+    assert rd.status_code == 200 and rd.json()["user"] == "alice", rd.text
+    assert d.redeem(token).status_code == 410
+    r4 = d.post_signed(p, token=d.secondary_token)
+    assert r4.content == r3.content
+    assert d.count_tokens() == before + 1
+
+
+def test_replay_of_unknown_number_looks_the_same(windowed):
+    d = windowed
+    p = d.params(UNKNOWN)
+    r1 = d.post_signed(p)
+    first_done = time.time()
+    time.sleep(max(0.0, math.floor(first_done) + 2 - time.time()) + 0.05)
+    r2 = d.post_signed(p)
+    assert r1.status_code == r2.status_code == 200
+    assert r1.content == r2.content
+    assert d.reasons(p["MessageSid"], 2) == ["ok", "replay"]
+
+
+def test_default_window_is_a_minute(live):
+    # The default replay_window (60s) on the shared daemon: a retry gets the
+    # link; once the record is a minute old, no link.
+    p = live.params(ALICE)
+    sid = p["MessageSid"]
+    before = live.count_tokens()
+    answered, refused = replays(live)
+    token = reset_token(live.post_signed(p))
+    assert reset_token(live.post_signed(p)) == token
+    age_record(live, sid, 55)
+    assert reset_token(live.post_signed(p)) == token
+    age_record(live, sid, 6)
+    r = live.post_signed(p)
+    assert r.status_code == 200 and token_from_twiml(r) is None, r.text
+    root, text = parse_twiml(r)
+    assert text is None and len(root) == 0, r.text   # unknown_reply is empty here
+    assert live.reasons(sid, 4) == ["ok", "retry", "retry", "replay"]
+    assert replays(live) == (answered + 2, refused + 1)
+    assert live.count_tokens() == before + 1
+    assert live.redeem(token).status_code == 200
+
+
+def test_window_zero_never_repeats_the_link(daemon_factory):
+    d = daemon_factory.make(config={"reset": {"replay_window": "0"}},
+                            users={ALICE: "alice"}, name="window0")
+    p = d.params(ALICE)
+    token = reset_token(d.post_signed(p))
+    r = d.post_signed(p)
+    assert r.status_code == 200 and token_from_twiml(r) is None, r.text
+    assert d.reasons(p["MessageSid"], 2) == ["ok", "replay"]
+    assert d.count_tokens() == 1
+    assert d.redeem(token).status_code == 200

@@ -131,6 +131,8 @@ test_defaults(void **state)
 	assert_string_equal(c->reset_message, DEFAULT_RESET_MESSAGE);
 	assert_int_equal(c->reset_token_ttl, DEFAULT_TOKEN_TTL);
 	assert_string_equal(c->reset_unknown_reply, "");
+	assert_int_equal(c->reset_replay_window, DEFAULT_REPLAY_WINDOW);
+	assert_int_equal(DEFAULT_REPLAY_WINDOW, 60);
 	assert_string_equal(c->pin_route, DEFAULT_PIN_ROUTE);
 	assert_int_equal(c->pin_digits, DEFAULT_PIN_DIGITS);
 	assert_int_equal(c->pin_ttl, DEFAULT_PIN_TTL);
@@ -222,6 +224,12 @@ static const struct {
 	{ "[reset]\nunknown_reply = \xc0\xaf\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
 	{ "[reset]\nunknown_reply = \xed\xa0\x80\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
 	{ "[reset]\nunknown_reply = \xe2\x82\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
+	{ "[reset]\nreplay_window = 61m\n", NAME ":12: [reset] replay_window: '61m' is out of range (0s to 1h)\n" },
+	{ "[reset]\nreplay_window = 3601\n", NAME ":12: [reset] replay_window: '3601' is out of range (0s to 1h)\n" },
+	{ "[reset]\nreplay_window = -1s\n", NAME ":12: [reset] replay_window: '-1s' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[reset]\nreplay_window = off\n", NAME ":12: [reset] replay_window: 'off' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[reset]\nreplay_window =\n", NAME ":12: [reset] replay_window: needs a value\n" },
+	{ "[pin]\nreplay_window = 2s\n", NAME ":12: [pin] replay_window: unknown key\n" },
 	{ "[admin]\nlisten = 0.0.0.0:8443\n", NAME ":12: [admin] listen: same address as [server] listen\n" },
 	/* [twilio]: the Messages API. */
 	{ "[twilio]\napi_base_url = http://api.twilio.com\n", NAME ":12: [twilio] api_base_url: 'http://api.twilio.com' must start with https://\n" },
@@ -574,6 +582,31 @@ test_durations_sizes(void **state)
 	assert_true(c->reuse_port);
 	assert_int_equal(c->reset_token_ttl, 86400);
 	config_free(c);
+}
+
+/* [reset] replay_window: 0 (no repeat gets the link) up to an hour. */
+static const struct {
+	const char	*value;
+	unsigned	 seconds;
+} replay_windows[] = {
+	{ "0", 0 }, { "0s", 0 }, { "1", 1 }, { "2s", 2 }, { "60s", 60 }, { "1m", 60 },
+	{ "15m", 900 }, { "3600", 3600 }, { "1h", 3600 },
+};
+
+static void
+test_replay_window(void **state)
+{
+	char		 extra[128];
+	struct config	*c;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(replay_windows); i++) {
+		(void)snprintf(extra, sizeof(extra), "[reset]\nreplay_window = %s\n",
+		    replay_windows[i].value);
+		c = parse_ok(extra);
+		assert_int_equal(c->reset_replay_window, replay_windows[i].seconds);
+		config_free(c);
+	}
 }
 
 static const struct {
@@ -1295,6 +1328,7 @@ main(void)
 		cmocka_unit_test(test_too_many_errors),
 		cmocka_unit_test(test_too_large),
 		cmocka_unit_test(test_durations_sizes),
+		cmocka_unit_test(test_replay_window),
 		cmocka_unit_test(test_bools),
 		cmocka_unit_test(test_cidrs),
 		cmocka_unit_test(test_public_url),

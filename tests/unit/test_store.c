@@ -383,10 +383,13 @@ test_claim_finish(void **state)
 	assert_string_equal(c.user_id.data, "alice");
 	/* The token's id is its record's: a replay can answer the same link. */
 	assert_int_equal(c.id, id1);
+	/* The first arrival is the claim's now, not the finish's. */
+	assert_int_equal(c.first_at, T0);
 	/* A replay long after still gets the record, never a new run. */
 	claim(f->s, "SM1", T0 + 86400, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 7);
 	assert_int_equal(c.id, id1);
+	assert_int_equal(c.first_at, T0);
 	/* Same key on another route is another webhook. */
 	assert_int_equal(store_claim(f->s, "/sms/pin", "SM1", T0, STALE, &c), 0);
 	assert_int_equal(c.state, STORE_CLAIM_NEW);
@@ -401,6 +404,7 @@ test_claim_finish(void **state)
 	claim(f->s, "SM2", T0 + 1, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 3);
 	assert_int_equal(c.user_id.len, 0);
+	assert_int_equal(c.first_at, T0);
 	/* It has a record all the same, after SM1's: ids follow arrival. */
 	assert_true(c.id > id1);
 	id2 = c.id;
@@ -419,6 +423,7 @@ test_claim_finish(void **state)
 	assert_true(id3 > id2);
 	claim(f->s, key, T0 + 3, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.id, id3);
+	assert_int_equal(c.first_at, T0 + 2);
 	assert_int_equal(redeem(f->s, id3, 3, T0 + 4, &uid), STORE_REDEEM_OK);
 	assert_string_equal(uid.data, "carol");
 	buf_free(&c.user_id);
@@ -620,6 +625,8 @@ test_claim_stale_takeover(void **state)
 	    T0 + STALE * 10 + 1, &id), 0);
 	claim(f->s, "SM3", T0 + STALE * 10 + 2, STORE_CLAIM_DONE, &c);
 	assert_int_equal(c.outcome, 6);
+	/* The run that finished it is the takeover: its claim is the first arrival. */
+	assert_int_equal(c.first_at, T0 + STALE * 10 + 1);
 	/* ...and its token has the dead run's record's id: no second record. */
 	assert_true(id > 0);
 	assert_int_equal(c.id, id);
