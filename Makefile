@@ -30,6 +30,7 @@ SRCS := \
 	src/config.c \
 	src/config_keys.c \
 	src/secret.c \
+	src/store.c \
 	src/store_sqlite.c \
 	src/store_sqlite_webhook.c \
 	src/store_sqlite_outbox.c \

@@ -81,12 +81,7 @@ store_start(const char *config_path, struct config **cfg, struct store **s)
 			fwrite(errors.data, 1, errors.len, stderr);
 		goto done;
 	}
-	if (strcmp((*cfg)->store_driver, "sqlite") != 0) {
-		fprintf(stderr, "twhookd: user: store driver %s is not supported\n",
-		    (*cfg)->store_driver);
-		goto done;
-	}
-	if (store_open((*cfg)->store_path, s, err, sizeof(err)) == -1) {
+	if (store_open(config_store(*cfg), s, err, sizeof(err)) == -1) {
 		fprintf(stderr, "twhookd: store: %s\n", err);
 		goto done;
 	}

@@ -578,6 +578,7 @@ parse(struct parse_ctx *ctx, const char *text, size_t len)
 	check_listeners(ctx);
 	check_timeouts(ctx);
 	note_inline_secrets(ctx);
+	cfg->store = (struct store_config){ cfg->store_driver, cfg->store_path, NULL };
 }
 
 int

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "store.h"
 
 /* A secret's bytes in sodium_malloc memory; wiped and freed by config_free. */
 struct config_secret {
@@ -78,6 +79,7 @@ struct config {
 	/* [store] */
 	char		*store_driver;		/* "sqlite" */
 	char		*store_path;
+	struct store_config store;		/* the above, for store_open */
 
 	/* [secrets] */
 	char		*server_key_file;	/* resolved path */
@@ -141,6 +143,13 @@ static inline bool
 config_sms_enabled(const struct config *cfg)
 {
 	return cfg->from_number != NULL || cfg->messaging_service_sid != NULL;
+}
+
+/* The [store] section as store_open takes it. */
+static inline const struct store_config *
+config_store(const struct config *cfg)
+{
+	return &cfg->store;
 }
 
 /* Wipe secrets and free everything; accepts NULL. */

@@ -500,10 +500,6 @@ outbox_start(const struct outbox_config *cfg, struct store *store,
 		log_error("outbox: %u workers: want 1 to %u", cfg->workers, MAX_THREADS);
 		return -1;
 	}
-	if (store_outbox_recover(store) == -1) {
-		log_error("outbox: could not recover messages left sending");
-		return -1;
-	}
 	if ((ob = calloc(1, sizeof(*ob))) == NULL) {
 		log_error("outbox: out of memory");
 		return -1;

@@ -101,7 +101,7 @@ setup_state(struct daemon_state *st, const char *config_path)
 		log_error("server key: %s", err);
 		return -1;
 	}
-	if (store_open(st->cfg->store_path, &app->store, err, sizeof(err)) == -1) {
+	if (store_open(config_store(st->cfg), &app->store, err, sizeof(err)) == -1) {
 		log_error("store: %s", err);
 		return -1;
 	}

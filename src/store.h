@@ -1,10 +1,12 @@
 /*
  * Persistence behind one interface: users, idempotency records, reset tokens,
- * PINs, rate-limit windows and the SMS outbox.
- * store_sqlite.c implements it (WAL, one connection per thread); a PostgreSQL
- * backend will sit beside it. Every call is safe from any thread. Times are
- * Unix seconds supplied by the caller. Functions return 0, or -1 after logging
- * the database error once.
+ * PINs, rate-limit windows and the SMS outbox. Two backends implement it
+ * (store_backend.h): store_sqlite.c, one file for one instance, and
+ * store_pg.c, a PostgreSQL database several instances share; nothing above
+ * this header knows which one runs. Every call is safe from any thread, and
+ * every guarantee below holds across instances sharing one database. Times
+ * are Unix seconds supplied by the caller. Functions return 0, or -1 after
+ * logging the database error once.
  */
 #ifndef TWHOOKD_STORE_H
 #define TWHOOKD_STORE_H
@@ -19,9 +21,19 @@
 
 struct store;
 
-/* Open (creating or migrating the schema). -1 with a message in err. */
+/* Which backend, and where: [store] in the configuration. */
+struct store_config {
+	const char	*driver;	/* "sqlite" or "postgresql" */
+	const char	*path;		/* sqlite: the database file */
+	const char	*dsn;		/* postgresql: a libpq connection string or URI */
+};
+/*
+ * Open, creating or migrating the schema (instances starting together do not
+ * race). -1 with a message in err (never the DSN's password).
+ */
 __attribute__((warn_unused_result))
-int	store_open(const char *path, struct store **out, char *err, size_t errsz);
+int	store_open(const struct store_config *cfg, struct store **out, char *err,
+	    size_t errsz);
 /* Close every connection; accepts NULL. */
 void	store_close(struct store *s);
 /*
@@ -88,8 +100,7 @@ struct store_claim {
 	enum store_claim_state	 state;
 	int			 outcome;	/* handler-defined, when DONE */
 	struct buf		 user_id;	/* when DONE and a user was found; caller frees */
-	int64_t			 id;		/* when DONE: the record's, its reset token's;
-						   <= 0 for one from before schema 4 */
+	int64_t			 id;		/* when DONE: the record's, its reset token's */
 	/*
 	 * When DONE: the webhook's first arrival, i.e. the now given to the
 	 * store_claim call that returned NEW for the run that finished it (a
@@ -183,8 +194,10 @@ int	store_pin_verify(struct store *s, const char *phone,
 /*
  * The outbox: SMS accepted by a webhook, delivered by the outbox worker.
  * Row states: pending -> sending (leased) -> sent | failed | expired;
- * sending -> pending again on a retryable error or when its lease ran out
- * (the process died mid-send: at-least-once delivery).
+ * sending -> pending again on a retryable error. A lease that ran out (its
+ * worker, or its whole instance, died mid-send) is taken by the next lease
+ * of any instance: at-least-once delivery. No row is ever leased by two
+ * workers at once, and nothing resets leases at startup.
  */
 struct store_outbox_msg {
 	int64_t		 id;
@@ -195,15 +208,14 @@ struct store_outbox_msg {
 };
 /*
  * Lease up to max due rows (pending with next_attempt_at <= now, or sending
- * with lease_until < now), oldest first: mark them sending, attempts + 1,
- * lease_until = now + lease. *n receives how many were written to out[].
+ * with lease_until < now), oldest first, skipping rows another worker is
+ * leasing right now: mark them sending, attempts + 1, lease_until = now +
+ * lease, committed before this returns. *n receives how many were written
+ * to out[].
  */
 __attribute__((warn_unused_result))
 int	store_outbox_lease(struct store *s, int64_t now, int64_t lease,
 	    struct store_outbox_msg *out, size_t max, size_t *n);
-/* Every sending row back to pending: at startup, when no other process can hold a lease. */
-__attribute__((warn_unused_result))
-int	store_outbox_recover(struct store *s);
 /* Twilio accepted it: status sent, its MessageSid kept, the body erased. */
 __attribute__((warn_unused_result))
 int	store_outbox_sent(struct store *s, int64_t id, const char *twilio_sid, int64_t now);
@@ -235,8 +247,7 @@ enum store_redeem {
 /*
  * Spend token id if its hash matches (sodium_memcmp), atomically: only one
  * caller ever gets OK. A hash that does not match is UNKNOWN, whatever the
- * row's state. id 0: a token issued before schema 4, which carries no id,
- * found by its hash among those issued then.
+ * row's state.
  */
 __attribute__((warn_unused_result))
 int	store_token_redeem(struct store *s, int64_t id,

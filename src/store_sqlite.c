@@ -22,7 +22,7 @@
 #include "clock.h"
 #include "defaults.h"
 #include "log.h"
-#include "store.h"
+#include "store_backend.h"
 #include "store_sqlite.h"
 
 /* Expired tokens and PINs linger a day so a late check hears "expired", not "unknown". */
@@ -152,8 +152,6 @@ static const struct {
 	     * first, and a sort would read the whole backlog on every lease. */
 	    "  LIMIT ?3)"
 	    " RETURNING id, to_phone, body, attempts, expires_at" },
-	[ST_OUTBOX_RECOVER] = { "outbox recover", "UPDATE outbox SET"
-	    " status = 'pending', lease_until = NULL WHERE status = 'sending'" },
 	[ST_OUTBOX_SENT] = { "outbox sent", "UPDATE outbox SET status = 'sent',"
 	    " twilio_sid = ?2, sent_at = ?3, body = NULL, lease_until = NULL"
 	    " WHERE id = ?1" },
@@ -212,7 +210,8 @@ enum sq_log {
 
 #define sq_log(s, kind, ...)	log_throttled(&(s)->log[kind], LOG_LEVEL_ERROR, __VA_ARGS__)
 
-struct store {
+struct sq_store {
+	struct store	 base;		/* first: what store.c holds */
 	char		*path;
 	pthread_key_t	 key;		/* this thread's struct conn */
 	bool		 keyed;		/* key created */
@@ -224,6 +223,12 @@ struct store {
 	atomic_bool	 failing;	/* a write failed as no write should: see sq_fail */
 	struct log_throttle log[SQ_LOG_COUNT];	/* by enum sq_log */
 };
+
+static struct sq_store *
+sq_of(struct store *s)
+{
+	return (struct sq_store *)(void *)s;
+}
 
 static int64_t
 now_ms(void)
@@ -279,7 +284,7 @@ static void
 conn_thread_exit(void *arg)
 {
 	struct conn	*c = arg;
-	struct store	*s = c->store;
+	struct sq_store	*s = c->store;
 
 	pthread_mutex_lock(&s->lock);
 	if (c->prev != NULL)
@@ -294,7 +299,7 @@ conn_thread_exit(void *arg)
 
 /* This thread's connection, opened on first use. NULL with err set. */
 static struct conn *
-conn_attach(struct store *s, char *err, size_t errsz)
+conn_attach(struct sq_store *s, char *err, size_t errsz)
 {
 	struct conn	*c;
 
@@ -324,8 +329,8 @@ sq_conn(struct store *s)
 	struct conn	*c;
 	char		 err[256];
 
-	if ((c = conn_attach(s, err, sizeof(err))) == NULL)
-		sq_log(s, SQ_LOG_OPEN, "store: open: %s", err);
+	if ((c = conn_attach(sq_of(s), err, sizeof(err))) == NULL)
+		sq_log(sq_of(s), SQ_LOG_OPEN, "store: open: %s", err);
 	return c;
 }
 
@@ -344,7 +349,7 @@ cannot_commit(int code)
 
 /* The store stays failing until store_probe's recovery write succeeds. */
 static void
-mark_failing(struct store *s)
+mark_failing(struct sq_store *s)
 {
 	atomic_store_explicit(&s->failing, true, memory_order_relaxed);
 }
@@ -590,8 +595,8 @@ sq_in_txn(const struct conn *c)
  * a savepoint, so the write lock, the WAL append and its page writes are
  * paid once per batch instead of once per webhook.
  */
-int
-store_batch_begin(struct store *s)
+static int
+sq_batch_begin(struct store *s)
 {
 	struct conn	*c;
 
@@ -618,8 +623,8 @@ store_batch_begin(struct store *s)
 	return 0;
 }
 
-int
-store_batch_end(struct store *s)
+static int
+sq_batch_end(struct store *s)
 {
 	struct conn	*c;
 
@@ -632,13 +637,13 @@ store_batch_end(struct store *s)
 	c->batch = false;
 	/* SQLite ends the whole transaction itself after some errors. */
 	if (sqlite3_get_autocommit(c->db)) {
-		sq_log(s, SQ_LOG_BATCH_FAILED, "store: batch: the transaction was rolled"
+		sq_log(sq_of(s), SQ_LOG_BATCH_FAILED, "store: batch: the transaction was rolled"
 		    " back");
 		gate_leave(c);
 		return -1;
 	}
 	if (c->batch_failed) {
-		sq_log(s, SQ_LOG_BATCH_FAILED, "store: batch: a webhook's work could not be"
+		sq_log(sq_of(s), SQ_LOG_BATCH_FAILED, "store: batch: a webhook's work could not be"
 		    " undone alone; the whole batch is rolled back");
 		sq_rollback(c);
 		return -1;
@@ -688,10 +693,15 @@ db_file_create(const char *path, char *err, size_t errsz)
 	return 0;
 }
 
+static void	sq_close(struct store *base);
+static const struct store_ops sq_ops;
+
 int
-store_open(const char *path, struct store **out, char *err, size_t errsz)
+store_sqlite_open(const struct store_config *cfg, struct store **out, char *err,
+    size_t errsz)
 {
-	struct store	*s;
+	const char	*path = cfg->path;
+	struct sq_store	*s;
 	struct conn	*c;
 	char		 msg[256] = "out of memory";
 	int		 rc = -1;
@@ -699,7 +709,7 @@ store_open(const char *path, struct store **out, char *err, size_t errsz)
 	*out = NULL;
 	if ((s = malloc(sizeof(*s))) == NULL)
 		goto done;
-	*s = (struct store){ .lock = PTHREAD_MUTEX_INITIALIZER,
+	*s = (struct sq_store){ .base = { &sq_ops }, .lock = PTHREAD_MUTEX_INITIALIZER,
 	    .gate = PTHREAD_MUTEX_INITIALIZER };
 	for (size_t i = 0; i < SQ_LOG_COUNT; i++)
 		s->log[i] = (struct log_throttle)LOG_THROTTLE_INIT;
@@ -722,12 +732,12 @@ store_open(const char *path, struct store **out, char *err, size_t errsz)
 	    sq_ckpt_start(path, &s->gate, &s->ckpt, msg, sizeof(msg)) == -1)
 		goto done;
 	sqlite3_wal_hook(c->db, sq_ckpt_hook, s->ckpt);
-	*out = s;
+	*out = &s->base;
 	rc = 0;
 done:
 	if (rc == -1) {
 		snprintf(err, errsz, "%s: %s", path, msg);
-		store_close(s);
+		sq_close(&s->base);
 	}
 	return rc;
 }
@@ -737,9 +747,10 @@ done:
  * other thread that used s: a thread exiting concurrently would run its key
  * destructor against a store being freed.
  */
-void
-store_close(struct store *s)
+static void
+sq_close(struct store *base)
 {
+	struct sq_store	*s = sq_of(base);
 	struct conn	*c, *next;
 
 	if (s == NULL)
@@ -762,14 +773,15 @@ store_close(struct store *s)
 	free(s);
 }
 
-int
-store_probe(struct store *s, char *err, size_t errsz)
+static int
+sq_probe(struct store *base, char *err, size_t errsz)
 {
+	struct sq_store	*s = sq_of(base);
 	struct conn	*c;
 	int		 moved = 0;
 	bool		 failing;
 
-	if ((c = sq_conn(s)) == NULL) {
+	if ((c = sq_conn(base)) == NULL) {
 		snprintf(err, errsz, "cannot open a connection to %s%s", s->path,
 		    access(s->path, F_OK) == -1 && errno == ENOENT ?
 		    ": it was removed since it was opened; restart twhookd" : "");
@@ -797,8 +809,8 @@ store_probe(struct store *s, char *err, size_t errsz)
 	return 0;
 }
 
-int
-store_user_add(struct store *s, const char *phone, const char *user_id)
+static int
+sq_user_add(struct store *s, const char *phone, const char *user_id)
 {
 	struct conn	*c;
 
@@ -807,8 +819,8 @@ store_user_add(struct store *s, const char *phone, const char *user_id)
 	return sq_exec(c, ST_USER_PUT, "tt", phone, user_id);
 }
 
-int
-store_user_add_many(struct store *s, const struct store_user *users, size_t n)
+static int
+sq_user_add_many(struct store *s, const struct store_user *users, size_t n)
 {
 	struct conn	*c;
 	size_t		 i;
@@ -827,8 +839,8 @@ done:
 	return rc;
 }
 
-int
-store_user_remove(struct store *s, const char *phone, bool *removed)
+static int
+sq_user_remove(struct store *s, const char *phone, bool *removed)
 {
 	struct conn	*c;
 
@@ -840,8 +852,8 @@ store_user_remove(struct store *s, const char *phone, bool *removed)
 	return 0;
 }
 
-int
-store_user_list(struct store *s,
+static int
+sq_user_list(struct store *s,
     int (*cb)(void *arg, const char *phone, const char *user_id), void *arg)
 {
 	struct conn	*c;
@@ -873,8 +885,8 @@ done:
 	return rc;
 }
 
-int
-store_user_lookup(struct store *s, const char *phone, struct buf *user_id,
+static int
+sq_user_lookup(struct store *s, const char *phone, struct buf *user_id,
     bool *found)
 {
 	struct conn	*c;
@@ -895,8 +907,8 @@ done:
 	return rc;
 }
 
-int
-store_purge(struct store *s, int64_t now, int64_t keep)
+static int
+sq_purge(struct store *s, int64_t now, int64_t keep)
 {
 	struct conn	*c;
 
@@ -919,3 +931,29 @@ store_purge(struct store *s, int64_t now, int64_t keep)
 	return 0;
 }
 
+
+static const struct store_ops sq_ops = {
+	.driver = "sqlite",
+	.close = sq_close,
+	.probe = sq_probe,
+	.user_add = sq_user_add,
+	.user_add_many = sq_user_add_many,
+	.user_remove = sq_user_remove,
+	.user_list = sq_user_list,
+	.user_lookup = sq_user_lookup,
+	.batch_begin = sq_batch_begin,
+	.batch_end = sq_batch_end,
+	.claim = sq_claim,
+	.claim_release = sq_claim_release,
+	.reset_finish = sq_reset_finish,
+	.pin_finish = sq_pin_finish,
+	.pin_verify = sq_pin_verify,
+	.outbox_lease = sq_outbox_lease,
+	.outbox_sent = sq_outbox_sent,
+	.outbox_retry = sq_outbox_retry,
+	.outbox_give_up = sq_outbox_give_up,
+	.outbox_delivery = sq_outbox_delivery,
+	.outbox_depth = sq_outbox_depth,
+	.token_redeem = sq_token_redeem,
+	.purge = sq_purge,
+};

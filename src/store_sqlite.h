@@ -27,7 +27,7 @@ enum st {
 	ST_TOKEN_INSERT, ST_TOKEN_GET, ST_TOKEN_SPEND,
 	ST_LEGACY_TOKEN_SPEND, ST_LEGACY_TOKEN_GET,
 	ST_PIN_PUT, ST_PIN_GET, ST_PIN_DELETE, ST_PIN_WRONG,
-	ST_OUTBOX_INSERT, ST_OUTBOX_LEASE, ST_OUTBOX_RECOVER, ST_OUTBOX_SENT,
+	ST_OUTBOX_INSERT, ST_OUTBOX_LEASE, ST_OUTBOX_SENT,
 	ST_OUTBOX_RETRY, ST_OUTBOX_GIVE_UP, ST_OUTBOX_SID_GET,
 	ST_OUTBOX_DELIVERY, ST_OUTBOX_DEPTH,
 	ST_PURGE_WEBHOOKS, ST_PURGE_TOKENS, ST_PURGE_LEGACY_TOKENS, ST_PURGE_PINS,
@@ -96,7 +96,7 @@ int	sq_ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames);
 struct conn {
 	sqlite3		*db;
 	sqlite3_stmt	*stmt[ST_COUNT];	/* prepared on first use */
-	struct store	*store;
+	struct sq_store	*store;
 	struct conn	*prev, *next;
 	bool		 gated;		/* holds the store's write gate */
 	int		 gated_stmt;	/* for this statement only (enum st), or -1 */
@@ -110,7 +110,36 @@ struct conn {
 };
 
 /* This thread's connection, opened on first use; NULL after logging. */
+struct sq_store;
 struct conn	*sq_conn(struct store *s);
+
+/* The operations store_sqlite_webhook.c and store_sqlite_outbox.c provide. */
+int	sq_claim(struct store *s, const char *route, const char *key, int64_t now,
+	    int64_t stale_after, struct store_claim *out);
+int	sq_claim_release(struct store *s, const char *route, const char *key);
+int	sq_reset_finish(struct store *s, const char *route, const char *key,
+	    int outcome, const uint8_t *token_hash, const char *user_id,
+	    int64_t expires_at, int64_t now, const struct store_limit *limits,
+	    size_t nlimits, int *limited_by, int64_t *token_id);
+int	sq_pin_finish(struct store *s, const char *route, const char *key,
+	    int outcome, const struct store_pin *pin, int64_t now,
+	    const struct store_limit *limits, size_t nlimits, int *limited_by);
+int	sq_pin_verify(struct store *s, const char *phone,
+	    const uint8_t hash[STORE_HASH_BYTES], unsigned max_attempts, int64_t now,
+	    enum store_pin_check *result, struct buf *user_id);
+int	sq_token_redeem(struct store *s, int64_t id,
+	    const uint8_t token_hash[STORE_HASH_BYTES], int64_t now,
+	    enum store_redeem *result, struct buf *user_id);
+int	sq_outbox_lease(struct store *s, int64_t now, int64_t lease,
+	    struct store_outbox_msg *out, size_t max, size_t *n);
+int	sq_outbox_sent(struct store *s, int64_t id, const char *twilio_sid, int64_t now);
+int	sq_outbox_retry(struct store *s, int64_t id, int64_t next_attempt_at,
+	    long http_status, int error_code);
+int	sq_outbox_give_up(struct store *s, int64_t id, bool expired, long http_status,
+	    int error_code, int64_t now);
+int	sq_outbox_delivery(struct store *s, const char *twilio_sid, const char *status,
+	    int error_code, bool *found);
+int	sq_outbox_depth(struct store *s, int64_t *depth);
 /* Log statement id's error once; returns -1. */
 int	sq_fail(struct conn *c, enum st id);
 /*

@@ -69,7 +69,7 @@ lease_row(struct conn *c, struct store_outbox_msg *m)
  * halfway through the copy undo the lease.
  */
 int
-store_outbox_lease(struct store *s, int64_t now, int64_t lease,
+sq_outbox_lease(struct store *s, int64_t now, int64_t lease,
     struct store_outbox_msg *out, size_t max, size_t *n)
 {
 	struct conn	*c;
@@ -110,17 +110,7 @@ done:
 }
 
 int
-store_outbox_recover(struct store *s)
-{
-	struct conn	*c;
-
-	if ((c = sq_conn(s)) == NULL)
-		return -1;
-	return sq_exec(c, ST_OUTBOX_RECOVER, "");
-}
-
-int
-store_outbox_sent(struct store *s, int64_t id, const char *twilio_sid, int64_t now)
+sq_outbox_sent(struct store *s, int64_t id, const char *twilio_sid, int64_t now)
 {
 	struct conn	*c;
 
@@ -130,7 +120,7 @@ store_outbox_sent(struct store *s, int64_t id, const char *twilio_sid, int64_t n
 }
 
 int
-store_outbox_retry(struct store *s, int64_t id, int64_t next_attempt_at,
+sq_outbox_retry(struct store *s, int64_t id, int64_t next_attempt_at,
     long http_status, int error_code)
 {
 	struct conn	*c;
@@ -142,7 +132,7 @@ store_outbox_retry(struct store *s, int64_t id, int64_t next_attempt_at,
 }
 
 int
-store_outbox_give_up(struct store *s, int64_t id, bool expired, long http_status,
+sq_outbox_give_up(struct store *s, int64_t id, bool expired, long http_status,
     int error_code, int64_t now)
 {
 	struct conn	*c;
@@ -156,7 +146,7 @@ store_outbox_give_up(struct store *s, int64_t id, bool expired, long http_status
 
 /* Read then write in one IMMEDIATE transaction: racing callbacks are ordered. */
 int
-store_outbox_delivery(struct store *s, const char *twilio_sid, const char *status,
+sq_outbox_delivery(struct store *s, const char *twilio_sid, const char *status,
     int error_code, bool *found)
 {
 	struct conn	*c;
@@ -193,7 +183,7 @@ done:
 }
 
 int
-store_outbox_depth(struct store *s, int64_t *depth)
+sq_outbox_depth(struct store *s, int64_t *depth)
 {
 	struct conn	*c;
 	int		 r, rc = -1;

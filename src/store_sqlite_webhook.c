@@ -60,7 +60,7 @@ done:
  * that died mid-webhook (or by a backend that commits claims on their own).
  */
 int
-store_claim(struct store *s, const char *route, const char *key, int64_t now,
+sq_claim(struct store *s, const char *route, const char *key, int64_t now,
     int64_t stale_after, struct store_claim *out)
 {
 	struct conn	*c;
@@ -115,7 +115,7 @@ claim_is_fresh(const struct conn *c, const char *route, const char *key)
 }
 
 int
-store_claim_release(struct store *s, const char *route, const char *key)
+sq_claim_release(struct store *s, const char *route, const char *key)
 {
 	struct conn	*c;
 
@@ -247,7 +247,7 @@ finish_claim(struct conn *c, const char *route, const char *key, int outcome,
 }
 
 int
-store_reset_finish(struct store *s, const char *route, const char *key,
+sq_reset_finish(struct store *s, const char *route, const char *key,
     int outcome, const uint8_t *token_hash, const char *user_id,
     int64_t expires_at, int64_t now, const struct store_limit *limits,
     size_t nlimits, int *limited_by, int64_t *token_id)
@@ -279,7 +279,7 @@ done:
 }
 
 int
-store_pin_finish(struct store *s, const char *route, const char *key,
+sq_pin_finish(struct store *s, const char *route, const char *key,
     int outcome, const struct store_pin *pin, int64_t now,
     const struct store_limit *limits, size_t nlimits, int *limited_by)
 {
@@ -403,7 +403,7 @@ done:
 }
 
 int
-store_token_redeem(struct store *s, int64_t id,
+sq_token_redeem(struct store *s, int64_t id,
     const uint8_t token_hash[STORE_HASH_BYTES], int64_t now,
     enum store_redeem *result, struct buf *user_id)
 {
@@ -469,7 +469,7 @@ done:
 }
 
 int
-store_pin_verify(struct store *s, const char *phone,
+sq_pin_verify(struct store *s, const char *phone,
     const uint8_t hash[STORE_HASH_BYTES], unsigned max_attempts, int64_t now,
     enum store_pin_check *result, struct buf *user_id)
 {

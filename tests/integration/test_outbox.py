@@ -118,6 +118,12 @@ def test_crash_mid_send_redelivered(od, fake):
     first = fake.wait_for_requests(1)[0]
     od.crash()
     fake.release()                          # 201 from now on
+    # Nothing resets leases at startup (another instance may hold them): the
+    # row is sent again once its lease runs out, here made to have run out.
+    with od.db() as conn:
+        conn.execute("UPDATE outbox SET lease_until = unixepoch() - 1"
+                     " WHERE status = 'sending'")
+        conn.commit()
     od.start()
     reqs = fake.wait_for_requests(2, timeout=10)
     second = reqs[1]

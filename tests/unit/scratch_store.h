@@ -17,6 +17,15 @@ struct scratch_store {
 	char		 db[128];	/* dir/twhookd.db */
 };
 
+/* store_open on the SQLite file path. */
+static inline int
+sqlite_store_open(const char *path, struct store **out, char *err, size_t errsz)
+{
+	const struct store_config cfg = { "sqlite", path, NULL };
+
+	return store_open(&cfg, out, err, errsz);
+}
+
 /* Make the directory and open the store in it; 0, or -1 after printing why. */
 static inline int
 scratch_store_open(struct scratch_store *ss, const char *name, struct store **out)
@@ -27,7 +36,7 @@ scratch_store_open(struct scratch_store *ss, const char *name, struct store **ou
 	if (mkdtemp(ss->dir) == NULL)
 		return -1;
 	snprintf(ss->db, sizeof(ss->db), "%s/twhookd.db", ss->dir);
-	if (store_open(ss->db, out, err, sizeof(err)) == -1) {
+	if (sqlite_store_open(ss->db, out, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		return -1;
 	}
