@@ -36,7 +36,6 @@ SRCS := \
 	src/store_sqlite_outbox.c \
 	src/store_sqlite_checkpoint.c \
 	src/store_sqlite_schema.c \
-	src/store_sqlite_vfs.c \
 	src/public_url.c \
 	src/metrics.c \
 	src/tls.c \

@@ -159,8 +159,6 @@ redeem(struct app *app, struct request *req, struct reply *reply)
 	len = json_string_length(tok);
 	if (secret_reset_token_parse(app->key, text, len, &id, secret))
 		secret_hash(app->key, (const char *)secret, sizeof(secret), hash);
-	else if (len == SECRET_LEGACY_TOKEN_LEN)
-		secret_hash(app->key, text, len, hash);		/* id 0: found by hash */
 	else
 		ours = false;		/* unknown without asking the store */
 	if (ours && store_token_redeem(app->store, id, hash, (int64_t)time(NULL), &res,

@@ -56,17 +56,13 @@ static int
 render_token_reply(struct app *app, const struct request *req, int64_t id,
     struct reply *reply)
 {
-	char	token[SECRET_LEGACY_TOKEN_LEN + 1];
+	char	token[SECRET_TOKEN_LEN + 1];
 	uint8_t	secret[SECRET_RESET_BYTES];
-	size_t	sid_len = strlen(req->message_sid);
 	int	rc;
 
-	if (id > 0) {
-		secret_reset_secret(app->key, req->message_sid, sid_len, secret);
-		secret_reset_token(app->key, id, secret, token);
-		sodium_memzero(secret, sizeof(secret));
-	} else
-		secret_legacy_token(app->key, req->message_sid, sid_len, token);
+	secret_reset_secret(app->key, req->message_sid, strlen(req->message_sid), secret);
+	secret_reset_token(app->key, id, secret, token);
+	sodium_memzero(secret, sizeof(secret));
 	rc = render_link(app->cfg, token, reply);
 	sodium_memzero(token, sizeof(token));
 	return rc;

@@ -37,8 +37,6 @@ _Static_assert(SECRET_KEY_BYTES == crypto_kdf_KEYBYTES, "key size");
 _Static_assert(SECRET_HASH_BYTES == crypto_generichash_BYTES, "hash size");
 _Static_assert(sodium_base64_ENCODED_LEN(SECRET_TOKEN_BYTES,
     sodium_base64_VARIANT_URLSAFE_NO_PADDING) == SECRET_TOKEN_LEN + 1, "token length");
-_Static_assert(sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING) ==
-    SECRET_LEGACY_TOKEN_LEN + 1, "legacy token length");
 _Static_assert(SECRET_RESET_BYTES >= crypto_generichash_BYTES_MIN, "secret size");
 
 int
@@ -183,19 +181,6 @@ secret_reset_token_parse(const struct secret_key *key, const char *token,
 		sodium_memzero(secret, SECRET_RESET_BYTES);
 	sodium_memzero(raw, sizeof(raw));
 	return ok;
-}
-
-void
-secret_legacy_token(const struct secret_key *key, const char *message_sid,
-    size_t len, char out[SECRET_LEGACY_TOKEN_LEN + 1])
-{
-	uint8_t	digest[32];
-
-	crypto_generichash(digest, sizeof(digest), (const unsigned char *)message_sid,
-	    len, key->token_key, sizeof(key->token_key));
-	sodium_bin2base64(out, SECRET_LEGACY_TOKEN_LEN + 1, digest, sizeof(digest),
-	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	sodium_memzero(digest, sizeof(digest));
 }
 
 void

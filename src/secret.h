@@ -15,7 +15,6 @@
 #define SECRET_RESET_BYTES	16u	/* a reset token's secret: 128 bits */
 #define SECRET_TOKEN_BYTES	(8u + SECRET_RESET_BYTES)	/* masked id, secret */
 #define SECRET_TOKEN_LEN	32u	/* base64url, no padding */
-#define SECRET_LEGACY_TOKEN_LEN	43u	/* before schema 4: 256 bits, no id */
 #define SECRET_HASH_BYTES	32u
 
 struct secret_key;	/* opaque; its bytes live in sodium_malloc memory */
@@ -60,15 +59,6 @@ void	secret_reset_token(const struct secret_key *key, int64_t id,
 __attribute__((warn_unused_result))
 bool	secret_reset_token_parse(const struct secret_key *key, const char *token,
 	    size_t len, int64_t *id, uint8_t secret[SECRET_RESET_BYTES]);
-
-/*
- * The token twhookd derived before the store's schema 4: base64url of 32
- * bytes of keyed BLAKE2b of the MessageSid, no id. Answered again to a retry
- * of a webhook handled before the upgrade; redeemable by its hash until it
- * expires. out receives SECRET_LEGACY_TOKEN_LEN characters and a NUL.
- */
-void	secret_legacy_token(const struct secret_key *key, const char *message_sid,
-	    size_t len, char out[SECRET_LEGACY_TOKEN_LEN + 1]);
 
 /* Keyed hash (another subkey) of a token secret or PIN: what the store keeps. */
 void	secret_hash(const struct secret_key *key, const char *token, size_t len,

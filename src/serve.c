@@ -118,7 +118,7 @@ static int
 start_outbox(struct daemon_state *st)
 {
 	const struct config	*cfg = st->cfg;
-	struct outbox_config	 ocfg = { &st->api, NULL, OUTBOX_WORKERS, st->app.batch };
+	struct outbox_config	 ocfg = { &st->api, NULL, OUTBOX_WORKERS };
 
 	if (!config_sms_enabled(cfg)) {
 		log_info("pin flow off: set [twilio] from_number or messaging_service_sid to enable it");

@@ -44,26 +44,24 @@
 _Static_assert(STORE_CLAIM_RUNNING == 1 && STORE_CLAIM_DONE == 2, "claim states");
 
 /*
- * Per connection. WAL with synchronous=NORMAL: a commit survives a crash of
- * the process, but a power loss or kernel crash may lose the last commits
- * (never corrupt the file): a reset link already sent would then redeem as
- * unknown and the user asks again; a lost claim lets a retry run again,
- * deriving the same token. FULL would fsync every commit to avoid that.
+ * Per connection. WAL with synchronous=FULL: COMMIT returns once the WAL is
+ * on disk, so an answer that promised a side effect (a link, an SMS) leaves
+ * only after its record survives a crash or a power loss; group commit
+ * (batch.c) shares that fsync between the webhooks of a batch.
  * secure_delete zeroes freed content, so an erased SMS body (it holds a PIN)
  * does not linger in free pages of the database file. No connection
  * checkpoints after its own commits: the checkpointer thread does, so no
- * request waits for its fsync.
+ * request waits for its fsync; journal_size_limit trims the WAL file when
+ * it starts over.
  */
 const char sq_conn_pragmas[] =
 	"PRAGMA foreign_keys = ON;"
-	"PRAGMA synchronous = NORMAL;"
+	"PRAGMA synchronous = FULL;"
 	"PRAGMA secure_delete = ON;"
 	"PRAGMA trusted_schema = OFF;"
 	"PRAGMA wal_autocheckpoint = 0;"
-	"PRAGMA journal_size_limit = 268435456;";
-/* Twice the restart size: only a WAL that grew abnormally is trimmed, since
- * the trim runs on the writer that starts the WAL over (ext4: ~20 ms). */
-_Static_assert(2 * SQ_CKPT_RESTART_BYTES == 268435456, "journal_size_limit above");
+	"PRAGMA journal_size_limit = 8388608;";
+_Static_assert(SQ_WAL_LIMIT_BYTES == 8388608, "journal_size_limit above");
 
 /*
  * All SQL of the backend. Outbox rows move pending -> sending -> sent |
@@ -122,12 +120,6 @@ static const struct {
 	    " used_at IS NOT NULL FROM reset_tokens WHERE id = ?1" },
 	[ST_TOKEN_SPEND] = { "token redeem", "UPDATE reset_tokens SET used_at = ?2"
 	    " WHERE id = ?1 AND used_at IS NULL" },
-	/* Tokens issued before schema 4, by hash, until they expire. */
-	[ST_LEGACY_TOKEN_SPEND] = { "token redeem", "UPDATE reset_tokens_legacy"
-	    " SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2"
-	    " RETURNING user_id" },
-	[ST_LEGACY_TOKEN_GET] = { "token redeem", "SELECT used_at IS NOT NULL"
-	    " FROM reset_tokens_legacy WHERE hash = ?1" },
 	[ST_PIN_PUT] = { "pin insert", "INSERT INTO pins (user_id, phone, hash,"
 	    " expires_at, attempts, created_at) VALUES (?1, ?2, ?3, ?4, 0, ?5)"
 	    " ON CONFLICT (user_id) DO UPDATE SET phone = excluded.phone,"
@@ -185,8 +177,6 @@ static const struct {
 	[ST_PURGE_TOKENS] = { "purge", "DELETE FROM reset_tokens WHERE id < coalesce("
 	    "(SELECT id FROM reset_tokens WHERE expires_at >= ?1 AND expires_at <= ?2"
 	    " ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM reset_tokens))" },
-	[ST_PURGE_LEGACY_TOKENS] = { "purge",
-	    "DELETE FROM reset_tokens_legacy WHERE expires_at < ?1" },
 	[ST_PURGE_PINS] = { "purge", "DELETE FROM pins WHERE expires_at < ?1" },
 	[ST_PURGE_OUTBOX] = { "purge", "DELETE FROM outbox"
 	    " WHERE status IN ('sent', 'failed', 'expired') AND created_at < ?1" },
@@ -202,7 +192,6 @@ static const struct {
  */
 enum sq_log {
 	SQ_LOG_OPEN = ST_COUNT,	/* a thread's connection cannot open */
-	SQ_LOG_GATE,		/* the write gate held past the busy timeout */
 	SQ_LOG_BATCH_GONE,	/* SQLite ended the batch's transaction itself */
 	SQ_LOG_BATCH_FAILED,	/* a batch rolled back whole */
 	SQ_LOG_COUNT
@@ -217,7 +206,6 @@ struct sq_store {
 	bool		 keyed;		/* key created */
 	pthread_mutex_t	 lock;		/* guards conns */
 	struct conn	*conns;		/* every open connection, for store_close */
-	pthread_mutex_t	 gate;		/* the write gate (store_sqlite.h) */
 	struct sq_ckpt	*ckpt;		/* NULL until the schema is in place */
 	_Atomic int64_t	 committed_at;	/* CLOCK_MONOTONIC ms of the last commit */
 	atomic_bool	 failing;	/* a write failed as no write should: see sq_fail */
@@ -265,8 +253,7 @@ conn_open(const char *path, char *err, size_t errsz)
 		snprintf(err, errsz, "out of memory");
 		return NULL;
 	}
-	c->gated_stmt = -1;
-	if (sqlite3_open_v2(path, &c->db, flags, SQ_VFS_NAME) != SQLITE_OK ||
+	if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK ||
 	    sqlite3_extended_result_codes(c->db, 1) != SQLITE_OK ||
 	    sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK ||
 	    sqlite3_exec(c->db, sq_conn_pragmas, NULL, NULL, NULL) != SQLITE_OK)
@@ -279,11 +266,10 @@ fail:
 	return NULL;
 }
 
-/* pthread key destructor: the thread that owned c is exiting. */
+/* Forget c and close it (closing rolls back whatever it had open). */
 static void
-conn_thread_exit(void *arg)
+conn_detach(struct conn *c)
 {
-	struct conn	*c = arg;
 	struct sq_store	*s = c->store;
 
 	pthread_mutex_lock(&s->lock);
@@ -297,14 +283,28 @@ conn_thread_exit(void *arg)
 	conn_close(c);
 }
 
-/* This thread's connection, opened on first use. NULL with err set. */
+/* pthread key destructor: the thread that owned c is exiting. */
+static void
+conn_thread_exit(void *arg)
+{
+	conn_detach(arg);
+}
+
+/*
+ * This thread's connection, opened on first use, and again after one was
+ * found broken (see sq_rollback). NULL with err set.
+ */
 static struct conn *
 conn_attach(struct sq_store *s, char *err, size_t errsz)
 {
 	struct conn	*c;
 
-	if ((c = pthread_getspecific(s->key)) != NULL)
-		return c;
+	if ((c = pthread_getspecific(s->key)) != NULL) {
+		if (!c->broken)
+			return c;
+		(void)pthread_setspecific(s->key, NULL);
+		conn_detach(c);
+	}
 	if ((c = conn_open(s->path, err, errsz)) == NULL)
 		return NULL;
 	if (pthread_setspecific(s->key, c) != 0) {
@@ -412,25 +412,7 @@ sq_bind(struct conn *c, enum st id, const char *fmt, ...)
 	return rc;
 }
 
-/*
- * The transaction (or single writing statement) ended: committed, rolled
- * back, reset, or ended by SQLite on an error.
- */
-static void
-gate_leave(struct conn *c)
-{
-	if (c->gated && sqlite3_get_autocommit(c->db)) {
-		c->gated = false;
-		pthread_mutex_unlock(&c->store->gate);
-	}
-}
-
-/*
- * One step: 1 a row, 0 done, -1 error (logged). A statement that writes
- * outside a transaction takes the write gate for itself, from its first
- * step to its reset, so it queues with the transactions of this process
- * instead of polling SQLite's lock behind them.
- */
+/* One step: 1 a row, 0 done, -1 error (logged). */
 int
 sq_step(struct conn *c, enum st id)
 {
@@ -445,16 +427,6 @@ sq_step(struct conn *c, enum st id)
 		sq_log(c->store, SQ_LOG_BATCH_GONE, "store: %s: the batch's transaction"
 		    " is gone", stmts[id].name);
 		return -1;
-	}
-	if (!c->gated && sqlite3_get_autocommit(c->db) && !sqlite3_stmt_readonly(st)) {
-		if (sq_gate_lock(&c->store->gate, STORE_BUSY_TIMEOUT_MS) == -1) {
-			sq_log(c->store, SQ_LOG_GATE, "store: %s: another thread held the"
-			    " write lock for %ums", stmts[id].name, STORE_BUSY_TIMEOUT_MS);
-			mark_failing(c->store);
-			return -1;
-		}
-		c->gated = true;
-		c->gated_stmt = (int)id;
 	}
 	switch (sqlite3_step(st)) {
 	case SQLITE_ROW:
@@ -473,10 +445,6 @@ sq_reset(struct conn *c, enum st id)
 	if (c->stmt[id] != NULL) {
 		sqlite3_reset(c->stmt[id]);
 		sqlite3_clear_bindings(c->stmt[id]);
-	}
-	if (c->gated_stmt == (int)id) {
-		c->gated_stmt = -1;
-		gate_leave(c);
 	}
 }
 
@@ -498,19 +466,11 @@ sq_exec(struct conn *c, enum st id, const char *fmt, ...)
 	return rc;
 }
 
-int
-sq_gate_lock(pthread_mutex_t *gate, unsigned timeout_ms)
-{
-	struct timespec	until = clock_deadline((long)timeout_ms);
-
-	return pthread_mutex_clocklock(gate, CLOCK_MONOTONIC, &until) == 0 ? 0 : -1;
-}
-
 /*
- * The write gate first, then BEGIN IMMEDIATE: IMMEDIATE takes SQLite's write
- * lock up front, so a transaction that reads then writes never fails with
- * SQLITE_BUSY_SNAPSHOT halfway. Both waits are bounded by the busy timeout.
- * In a batch the gate and the write lock are already held: a savepoint.
+ * BEGIN IMMEDIATE takes SQLite's write lock up front (waiting up to the busy
+ * timeout), so a transaction that reads then writes never fails with
+ * SQLITE_BUSY_SNAPSHOT halfway. In a batch the write lock is already held:
+ * a savepoint.
  */
 int
 sq_begin(struct conn *c)
@@ -528,18 +488,7 @@ sq_begin(struct conn *c)
 		c->job = true;
 		return 0;
 	}
-	if (sq_gate_lock(&c->store->gate, STORE_BUSY_TIMEOUT_MS) == -1) {
-		sq_log(c->store, SQ_LOG_GATE, "store: begin: another thread held the write"
-		    " lock for %ums", STORE_BUSY_TIMEOUT_MS);
-		mark_failing(c->store);
-		return -1;
-	}
-	c->gated = true;
-	if (sq_exec(c, ST_BEGIN, "") == -1) {
-		gate_leave(c);
-		return -1;
-	}
-	return 0;
+	return sq_exec(c, ST_BEGIN, "");
 }
 
 int
@@ -556,7 +505,6 @@ sq_commit(struct conn *c)
 		return rc;
 	}
 	rc = sq_exec(c, ST_COMMIT, "");
-	gate_leave(c);		/* still held when COMMIT failed: roll back */
 	if (rc == 0)
 		atomic_store_explicit(&c->store->committed_at, now_ms(), memory_order_relaxed);
 	return rc;
@@ -579,9 +527,16 @@ sq_rollback(struct conn *c)
 		return;
 	}
 	/* After SQLITE_FULL, IOERR or NOMEM SQLite may have rolled back already. */
-	if (!sqlite3_get_autocommit(c->db) && sq_exec(c, ST_ROLLBACK, "") == -1)
-		return;		/* logged; the transaction, and the gate, stay */
-	gate_leave(c);
+	if (sqlite3_get_autocommit(c->db) || sq_exec(c, ST_ROLLBACK, "") == 0)
+		return;
+	/*
+	 * A transaction that cannot be rolled back would hold the write lock
+	 * and wedge every writer: this connection is closed instead (which
+	 * rolls it back) and the thread's next call opens a fresh one.
+	 */
+	c->broken = true;
+	sq_log(c->store, SQ_LOG_OPEN, "store: rollback failed: the connection is"
+	    " closed and reopened");
 }
 
 bool
@@ -639,7 +594,6 @@ sq_batch_end(struct store *s)
 	if (sqlite3_get_autocommit(c->db)) {
 		sq_log(sq_of(s), SQ_LOG_BATCH_FAILED, "store: batch: the transaction was rolled"
 		    " back");
-		gate_leave(c);
 		return -1;
 	}
 	if (c->batch_failed) {
@@ -709,8 +663,7 @@ store_sqlite_open(const struct store_config *cfg, struct store **out, char *err,
 	*out = NULL;
 	if ((s = malloc(sizeof(*s))) == NULL)
 		goto done;
-	*s = (struct sq_store){ .base = { &sq_ops }, .lock = PTHREAD_MUTEX_INITIALIZER,
-	    .gate = PTHREAD_MUTEX_INITIALIZER };
+	*s = (struct sq_store){ .base = { &sq_ops }, .lock = PTHREAD_MUTEX_INITIALIZER };
 	for (size_t i = 0; i < SQ_LOG_COUNT; i++)
 		s->log[i] = (struct log_throttle)LOG_THROTTLE_INIT;
 	if ((s->path = strdup(path)) == NULL ||
@@ -721,15 +674,11 @@ store_sqlite_open(const struct store_config *cfg, struct store **out, char *err,
 		snprintf(msg, sizeof(msg), "SQLite was built without thread support");
 		goto done;
 	}
-	if (sq_vfs_register() == -1) {
-		snprintf(msg, sizeof(msg), "cannot register the SQLite VFS");
-		goto done;
-	}
 	/* Opens this thread's connection, which then stays attached. */
 	if (db_file_create(path, msg, sizeof(msg)) == -1 ||
 	    (c = conn_attach(s, msg, sizeof(msg))) == NULL ||
 	    sq_schema_migrate(c->db, msg, sizeof(msg)) == -1 ||
-	    sq_ckpt_start(path, &s->gate, &s->ckpt, msg, sizeof(msg)) == -1)
+	    sq_ckpt_start(path, &s->ckpt, msg, sizeof(msg)) == -1)
 		goto done;
 	sqlite3_wal_hook(c->db, sq_ckpt_hook, s->ckpt);
 	*out = &s->base;
@@ -768,7 +717,6 @@ sq_close(struct store *base)
 		conn_close(c);
 	}
 	pthread_mutex_destroy(&s->lock);
-	pthread_mutex_destroy(&s->gate);
 	free(s->path);
 	free(s);
 }
@@ -801,7 +749,7 @@ sq_probe(struct store *base, char *err, size_t errsz)
 	if (sq_begin(c) == -1 || sq_exec(c, ST_PROBE, "ii", (int64_t)time(NULL),
 	    (int64_t)(failing ? PROBE_RECOVER_PAD : 0)) == -1 || sq_commit(c) == -1) {
 		snprintf(err, errsz, "%s: cannot commit: %s", s->path, sqlite3_errmsg(c->db));
-		sq_rollback(c);		/* whatever is still open, and the gate */
+		sq_rollback(c);		/* whatever is still open */
 		mark_failing(s);
 		return -1;
 	}
@@ -922,7 +870,6 @@ sq_purge(struct store *s, int64_t now, int64_t keep)
 	if (sq_exec(c, ST_PURGE_WEBHOOKS, "ii", now - keep, now + FUTURE_SLACK) == -1 ||
 	    sq_exec(c, ST_PURGE_TOKENS, "ii", now - EXPIRED_PURGE_GRACE,
 	    now + (int64_t)MAX_TOKEN_TTL + FUTURE_SLACK) == -1 ||
-	    sq_exec(c, ST_PURGE_LEGACY_TOKENS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
 	    sq_exec(c, ST_PURGE_PINS, "i", now - EXPIRED_PURGE_GRACE) == -1 ||
 	    sq_exec(c, ST_PURGE_OUTBOX, "i", now - keep) == -1 ||
 	    sq_exec(c, ST_PURGE_LIMITS, "i",

@@ -1,9 +1,9 @@
 /*
  * Internal to the SQLite backend, shared by store_sqlite.c (connections,
- * statements, the write gate, users, purge), store_sqlite_schema.c,
+ * statements, transactions, users, purge), store_sqlite_schema.c,
  * store_sqlite_webhook.c (claims, limits, tokens, PINs),
- * store_sqlite_outbox.c, store_sqlite_checkpoint.c (the WAL checkpointer)
- * and store_sqlite_vfs.c. Nothing else includes this.
+ * store_sqlite_outbox.c and store_sqlite_checkpoint.c (the WAL
+ * checkpointer). Nothing else includes this.
  */
 #ifndef TWHOOKD_STORE_SQLITE_H
 #define TWHOOKD_STORE_SQLITE_H
@@ -25,53 +25,37 @@ enum st {
 	ST_CLAIM_INSERT, ST_CLAIM_PUT_DONE, ST_CLAIM_GET, ST_CLAIM_TAKEOVER, ST_CLAIM_RELEASE,
 	ST_CLAIM_FINISH, ST_LIMIT_CHECK, ST_LIMIT_COUNT,
 	ST_TOKEN_INSERT, ST_TOKEN_GET, ST_TOKEN_SPEND,
-	ST_LEGACY_TOKEN_SPEND, ST_LEGACY_TOKEN_GET,
 	ST_PIN_PUT, ST_PIN_GET, ST_PIN_DELETE, ST_PIN_WRONG,
 	ST_OUTBOX_INSERT, ST_OUTBOX_LEASE, ST_OUTBOX_SENT,
 	ST_OUTBOX_RETRY, ST_OUTBOX_GIVE_UP, ST_OUTBOX_SID_GET,
 	ST_OUTBOX_DELIVERY, ST_OUTBOX_DEPTH,
-	ST_PURGE_WEBHOOKS, ST_PURGE_TOKENS, ST_PURGE_LEGACY_TOKENS, ST_PURGE_PINS,
+	ST_PURGE_WEBHOOKS, ST_PURGE_TOKENS, ST_PURGE_PINS,
 	ST_PURGE_OUTBOX, ST_PURGE_LIMITS,
 	ST_COUNT
 };
 
 /*
  * WAL checkpoints run on a thread of their own (store_sqlite_checkpoint.c),
- * woken by a commit that leaves SQ_CKPT_FRAMES frames (47 MiB of 4 KiB
- * pages) not yet copied, or every SQ_CKPT_INTERVAL_MS. Fewer, larger rounds
- * copy a page written by many commits once. Past SQ_CKPT_RESTART_BYTES of
- * WAL it holds writers off (the write gate) for about two small fsyncs so
- * the WAL starts over; journal_size_limit trims only a WAL that grew past
- * twice that (a reader held the restart off).
- * Bounds measured with bench/run: see store_sqlite_checkpoint.c.
+ * woken by a commit that leaves SQ_CKPT_FRAMES frames not yet copied, or
+ * every SQ_CKPT_INTERVAL_MS. Each round copies what it can without holding
+ * writers off (PASSIVE); once the WAL holds SQ_WAL_RESTART_FRAMES frames it
+ * then copies the rest with writers held off and waits out readers
+ * (RESTART, at most SQ_CKPT_WAIT_MS for each), so the next commit writes
+ * the WAL from its start and journal_size_limit trims the file back to
+ * SQ_WAL_LIMIT_BYTES. With 4 KiB pages the WAL stays near 8 MiB, beyond
+ * that only while a reader holds a restart off.
  */
-#define SQ_CKPT_FRAMES		12000
+#define SQ_CKPT_FRAMES		1000
 #define SQ_CKPT_INTERVAL_MS	1000
-#define SQ_CKPT_RESTART_BYTES	((int64_t)128 * 1024 * 1024)
-/*
- * The checkpointer's longest wait for the gate, and then (writers held off)
- * for another process's reader or writer: past it, the restart waits for a
- * later round rather than stall this process's writers.
- */
+#define SQ_WAL_RESTART_FRAMES	2000
+#define SQ_WAL_LIMIT_BYTES	(8 * 1024 * 1024)
 #define SQ_CKPT_WAIT_MS		20
-#define SQ_CKPT_RESTART_LAG	128	/* frames left to copy under the gate, at most... */
-#define SQ_CKPT_CATCHUP_ROUNDS	8	/* ...unless PASSIVE cannot get there in this many */
 
-#define SQ_SCHEMA_VERSION	5	/* PRAGMA user_version once migrated */
+#define SQ_SCHEMA_VERSION	1	/* PRAGMA user_version once migrated */
 
 /* Switch to WAL and bring the schema to SQ_SCHEMA_VERSION, all or nothing. */
 __attribute__((warn_unused_result))
 int	sq_schema_migrate(sqlite3 *db, char *err, size_t errsz);
-
-/*
- * The VFS of every connection of the backend (store_sqlite_vfs.c): "unix",
- * with each commit's WAL frames written in one call, gathered in up to
- * SQ_WAL_BATCH_BYTES per connection. Registered once; 0 or -1.
- */
-#define SQ_VFS_NAME		"twhookd"
-#define SQ_WAL_BATCH_BYTES	((size_t)124 * 1024)	/* "unix" writes < 128 KiB a call */
-__attribute__((warn_unused_result))
-int	sq_vfs_register(void);
 
 /* Run on every connection the backend opens. */
 extern const char sq_conn_pragmas[];
@@ -79,7 +63,7 @@ extern const char sq_conn_pragmas[];
 struct sq_ckpt;
 /* Open the checkpointer's connection and start its thread. -1 with err set. */
 __attribute__((warn_unused_result))
-int	sq_ckpt_start(const char *path, pthread_mutex_t *gate, struct sq_ckpt **out,
+int	sq_ckpt_start(const char *path, struct sq_ckpt **out,
 	    char *err, size_t errsz);
 /* Stop and join the thread, close its connection; accepts NULL. */
 void	sq_ckpt_stop(struct sq_ckpt *k);
@@ -98,8 +82,7 @@ struct conn {
 	sqlite3_stmt	*stmt[ST_COUNT];	/* prepared on first use */
 	struct sq_store	*store;
 	struct conn	*prev, *next;
-	bool		 gated;		/* holds the store's write gate */
-	int		 gated_stmt;	/* for this statement only (enum st), or -1 */
+	bool		 broken;	/* a rollback failed: replace it (sq_rollback) */
 	bool		 batch;		/* inside store_batch_begin .. store_batch_end */
 	bool		 job;		/* in a batch: a job's savepoint is open */
 	bool		 batch_failed;	/* its transaction ended, or a job's undo failed */
@@ -149,10 +132,10 @@ int	sq_fail(struct conn *c, enum st id);
  */
 __attribute__((warn_unused_result))
 int	sq_bind(struct conn *c, enum st id, const char *fmt, ...);
-/* One step: 1 a row, 0 done, -1 error (logged). Writes take the gate. */
+/* One step: 1 a row, 0 done, -1 error (logged). */
 __attribute__((warn_unused_result))
 int	sq_step(struct conn *c, enum st id);
-/* Reset and clear bindings (and the gate sq_step took); accepts a statement never prepared. */
+/* Reset and clear bindings; accepts a statement never prepared. */
 void	sq_reset(struct conn *c, enum st id);
 /* Bind, run to completion, reset. */
 __attribute__((warn_unused_result))
@@ -161,22 +144,10 @@ int	sq_exec(struct conn *c, enum st id, const char *fmt, ...);
 __attribute__((warn_unused_result))
 int	sq_text(struct conn *c, enum st id, int col, struct buf *b);
 /*
- * The write gate: a mutex per store, held by a connection from its BEGIN
- * IMMEDIATE to the end of that transaction, and by the checkpointer while
- * it starts the WAL over. Writers of this process queue on it and wake the
- * moment it is free, where SQLite's busy handler would poll, sleeping a
- * millisecond and more between tries; other processes still meet SQLite's
- * own lock and busy_timeout. A writing statement outside a transaction
- * holds it from its first sq_step to its sq_reset. 0, or -1 after
- * timeout_ms.
- */
-__attribute__((warn_unused_result))
-int	sq_gate_lock(pthread_mutex_t *gate, unsigned timeout_ms);
-/*
- * The gate, then BEGIN IMMEDIATE; COMMIT; and a ROLLBACK that is safe on
- * every error path. COMMIT and ROLLBACK release the gate once SQLite's
- * transaction has ended. Inside a batch (store_batch_begin) the three open,
- * release and roll back a savepoint of the batch's transaction instead.
+ * BEGIN IMMEDIATE; COMMIT; and a ROLLBACK that is safe on every error path
+ * (one that fails closes the connection, which the thread's next call
+ * reopens). Inside a batch (store_batch_begin) the three open, release and
+ * roll back a savepoint of the batch's transaction instead.
  */
 __attribute__((warn_unused_result))
 int	sq_begin(struct conn *c);

@@ -1,7 +1,7 @@
 /*
- * store.h on SQLite, the schema: the tables of each release and the
- * migrations between them, run in one transaction at store_open. A database
- * written by a newer release is refused, never touched.
+ * store.h on SQLite, the schema: its tables and the migrations between
+ * versions, run in one transaction at store_open. A database written by a
+ * newer release is refused, never touched.
  */
 #include <stdio.h>
 #include <string.h>
@@ -10,38 +10,42 @@
 
 #include "store_sqlite.h"
 
-/* Release 0.1.0. */
+/*
+ * Schema 1. Integration tests read these tables: keep their names and
+ * columns.
+ * - users and rate_limits are WITHOUT ROWID tables clustered on their key:
+ *   one b-tree each instead of a table plus its key's index.
+ * - webhooks gets an id in arrival order, never reused (AUTOINCREMENT from
+ *   1), so a webhook appends rather than scattering an insert over a
+ *   b-tree; one unique index serves the idempotency lookup, and purge walks
+ *   ids. A reset token's id is its webhook record's, which the token
+ *   carries: reset_tokens needs no index on hashes.
+ * - outbox: twilio_sid is indexed but not UNIQUE, so recording a send
+ *   Twilio already accepted never fails (the row would be sent again when
+ *   its lease ran out).
+ * - health: the one row store_probe rewrites to prove the store can commit.
+ */
 static const char schema_v1[] =
 	"CREATE TABLE users ("
 	"  phone TEXT PRIMARY KEY NOT NULL,"
-	"  user_id TEXT NOT NULL);"
+	"  user_id TEXT NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE webhooks ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  route TEXT NOT NULL,"
 	"  key TEXT NOT NULL,"
 	"  state INTEGER NOT NULL,"		/* 1 running, 2 done */
 	"  outcome INTEGER,"
 	"  user_id TEXT,"
 	"  started_at INTEGER NOT NULL,"
-	"  finished_at INTEGER,"
-	"  PRIMARY KEY (route, key));"
-	"CREATE INDEX webhooks_finished ON webhooks (finished_at)"
-	"  WHERE finished_at IS NOT NULL;"
-	"CREATE INDEX webhooks_running ON webhooks (started_at) WHERE state = 1;"
+	"  finished_at INTEGER);"
+	"CREATE UNIQUE INDEX webhooks_key ON webhooks (route, key);"
 	"CREATE TABLE reset_tokens ("
-	"  hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),"
+	"  id INTEGER PRIMARY KEY,"		/* the issuing webhook record's */
+	"  hash BLOB NOT NULL CHECK (length(hash) = 32),"
 	"  user_id TEXT NOT NULL,"
 	"  expires_at INTEGER NOT NULL,"
 	"  used_at INTEGER,"
 	"  created_at INTEGER NOT NULL);"
-	"CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);";
-
-/*
- * PINs, the SMS outbox and rate-limit windows. Integration tests read these
- * tables: keep their names and columns. twilio_sid is indexed but not
- * UNIQUE: recording a send Twilio already accepted must never fail (the row
- * would be sent again when its lease ran out).
- */
-static const char schema_v2[] =
 	"CREATE TABLE pins ("
 	"  user_id TEXT PRIMARY KEY NOT NULL,"
 	"  phone TEXT NOT NULL,"
@@ -71,112 +75,7 @@ static const char schema_v2[] =
 	"CREATE TABLE rate_limits ("
 	"  key TEXT PRIMARY KEY NOT NULL,"
 	"  window_start INTEGER NOT NULL,"
-	"  count INTEGER NOT NULL);";
-
-/*
- * Fewer pages written per webhook: each table below is rebuilt as a
- * WITHOUT ROWID table clustered on its key, so a row lives in one b-tree
- * instead of a table plus its primary-key index. webhooks keeps one index,
- * on started_at, for store_purge (RUNNING and DONE alike: a record's start
- * and finish are one transaction apart); reset_tokens keeps its expiry
- * index, also for purge. Each table keeps its name and columns, in order.
- */
-static const char schema_v3[] =
-	"CREATE TABLE users_v3 ("
-	"  phone TEXT PRIMARY KEY NOT NULL,"
-	"  user_id TEXT NOT NULL) WITHOUT ROWID;"
-	"INSERT INTO users_v3 SELECT phone, user_id FROM users;"
-	"DROP TABLE users;"
-	"ALTER TABLE users_v3 RENAME TO users;"
-
-	"CREATE TABLE webhooks_v3 ("
-	"  route TEXT NOT NULL,"
-	"  key TEXT NOT NULL,"
-	"  state INTEGER NOT NULL,"		/* 1 running, 2 done */
-	"  outcome INTEGER,"
-	"  user_id TEXT,"
-	"  started_at INTEGER NOT NULL,"
-	"  finished_at INTEGER,"
-	"  PRIMARY KEY (route, key)) WITHOUT ROWID;"
-	"INSERT INTO webhooks_v3 SELECT route, key, state, outcome, user_id,"
-	"  started_at, finished_at FROM webhooks;"
-	"DROP TABLE webhooks;"			/* and its indexes */
-	"ALTER TABLE webhooks_v3 RENAME TO webhooks;"
-	"CREATE INDEX webhooks_started ON webhooks (started_at);"
-
-	"CREATE TABLE reset_tokens_v3 ("
-	"  hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),"
-	"  user_id TEXT NOT NULL,"
-	"  expires_at INTEGER NOT NULL,"
-	"  used_at INTEGER,"
-	"  created_at INTEGER NOT NULL) WITHOUT ROWID;"
-	"INSERT INTO reset_tokens_v3 SELECT hash, user_id, expires_at, used_at,"
-	"  created_at FROM reset_tokens;"
-	"DROP TABLE reset_tokens;"
-	"ALTER TABLE reset_tokens_v3 RENAME TO reset_tokens;"
-	"CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);"
-
-	"CREATE TABLE rate_limits_v3 ("
-	"  key TEXT PRIMARY KEY NOT NULL,"
-	"  window_start INTEGER NOT NULL,"
 	"  count INTEGER NOT NULL) WITHOUT ROWID;"
-	"INSERT INTO rate_limits_v3 SELECT key, window_start, count FROM rate_limits;"
-	"DROP TABLE rate_limits;"
-	"ALTER TABLE rate_limits_v3 RENAME TO rate_limits;";
-
-/*
- * Schema 4: a webhook writes appends, not inserts scattered over
- * b-trees (each scattered insert dirties a page of its own, written to the
- * WAL and again by the checkpoint: measured 19 KB of disk per reset webhook
- * before, 7 KB after). webhooks gets an id in arrival order, never reused
- * (AUTOINCREMENT from 1: a reset token's id is its record's), and one unique index
- * for the idempotency lookup, the one scattered write left; purge walks ids
- * instead of a time index. reset_tokens is keyed by that id, which the token
- * carries, so it needs no index on hashes. Tokens issued before stay
- * redeemable by hash in reset_tokens_legacy (the old table, renamed with its
- * expiry index) until they expire.
- */
-static const char schema_v4[] =
-	"CREATE TABLE webhooks_v4 ("
-	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	"  route TEXT NOT NULL,"
-	"  key TEXT NOT NULL,"
-	"  state INTEGER NOT NULL,"		/* 1 running, 2 done */
-	"  outcome INTEGER,"
-	"  user_id TEXT,"
-	"  started_at INTEGER NOT NULL,"
-	"  finished_at INTEGER);"
-	/*
-	 * Finished records from before get ids -n..-1: their tokens have none
-	 * (legacy). One still RUNNING may be taken over and issue a token
-	 * under its id, so it gets a new one, from 1.
-	 */
-	"INSERT INTO webhooks_v4 (id, route, key, state, outcome, user_id,"
-	"  started_at, finished_at) SELECT row_number() OVER (ORDER BY started_at)"
-	"  - (SELECT count(*) FROM webhooks WHERE state = 2) - 1, route, key, state,"
-	"  outcome, user_id, started_at, finished_at FROM webhooks WHERE state = 2;"
-	"INSERT INTO webhooks_v4 (route, key, state, outcome, user_id, started_at,"
-	"  finished_at) SELECT route, key, state, outcome, user_id, started_at,"
-	"  finished_at FROM webhooks WHERE state <> 2 ORDER BY started_at;"
-	"DROP TABLE webhooks;"			/* and its index */
-	"ALTER TABLE webhooks_v4 RENAME TO webhooks;"
-	"CREATE UNIQUE INDEX webhooks_key ON webhooks (route, key);"
-
-	"ALTER TABLE reset_tokens RENAME TO reset_tokens_legacy;"
-	"CREATE TABLE reset_tokens ("
-	"  id INTEGER PRIMARY KEY,"		/* the issuing webhook record's */
-	"  hash BLOB NOT NULL CHECK (length(hash) = 32),"
-	"  user_id TEXT NOT NULL,"
-	"  expires_at INTEGER NOT NULL,"
-	"  used_at INTEGER,"
-	"  created_at INTEGER NOT NULL);";
-
-/*
- * Schema 5: one row that store_probe rewrites to prove the store can commit,
- * padded to about what a webhook writes, so a disk with room for the probe
- * has room for webhooks too.
- */
-static const char schema_v5[] =
 	"CREATE TABLE health ("
 	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
 	"  checked_at INTEGER NOT NULL,"
@@ -184,10 +83,11 @@ static const char schema_v5[] =
 
 /*
  * migrations[v] takes a database from user_version v to v + 1; a new one
- * walks them all, so it ends with exactly the schema of a migrated one.
+ * walks them all, so it ends with exactly the schema of a migrated one. The
+ * next schema change appends schema_v2 here.
  */
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
-	schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
+	schema_v1,
 };
 
 /* Single-row PRAGMA for the schema code, which reports into err. */

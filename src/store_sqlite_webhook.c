@@ -322,57 +322,6 @@ hash_equal(sqlite3_stmt *st, int col, const uint8_t *want)
 	    sodium_memcmp(p, want, STORE_HASH_BYTES) == 0;
 }
 
-/* The legacy spend matched nothing: say why. Racing spenders read SPENT here. */
-static int
-legacy_classify(struct conn *c, const uint8_t *hash, enum store_redeem *result)
-{
-	int	r, rc = -1;
-
-	if (sq_bind(c, ST_LEGACY_TOKEN_GET, "h", hash) == -1 ||
-	    (r = sq_step(c, ST_LEGACY_TOKEN_GET)) == -1)
-		goto done;
-	if (r == 0)
-		*result = STORE_REDEEM_UNKNOWN;
-	else if (sqlite3_column_int(c->stmt[ST_LEGACY_TOKEN_GET], 0))
-		*result = STORE_REDEEM_SPENT;
-	else
-		*result = STORE_REDEEM_EXPIRED;
-	rc = 0;
-done:
-	sq_reset(c, ST_LEGACY_TOKEN_GET);
-	return rc;
-}
-
-/*
- * A token issued before schema 4, by its hash (the table's key, so the
- * lookup compares keyed hashes nobody can choose): one conditional UPDATE,
- * which SQLite's write lock lets one caller match.
- */
-static int
-legacy_redeem(struct conn *c, const uint8_t *hash, int64_t now,
-    enum store_redeem *result, struct buf *user_id)
-{
-	int	r, rc = -1;
-
-	if (sq_bind(c, ST_LEGACY_TOKEN_SPEND, "hi", hash, now) == -1 ||
-	    (r = sq_step(c, ST_LEGACY_TOKEN_SPEND)) == -1)
-		goto done;
-	if (r == 1) {
-		/* Copy before stepping on: the statement commits at its end. */
-		if (sq_text(c, ST_LEGACY_TOKEN_SPEND, 0, user_id) == -1 ||
-		    sq_step(c, ST_LEGACY_TOKEN_SPEND) == -1)
-			goto done;
-		*result = STORE_REDEEM_OK;
-		rc = 0;
-	} else {
-		sq_reset(c, ST_LEGACY_TOKEN_SPEND);
-		rc = legacy_classify(c, hash, result);
-	}
-done:
-	sq_reset(c, ST_LEGACY_TOKEN_SPEND);
-	return rc;
-}
-
 /* Judge token id's row against hash; on OK append its user_id. */
 static int
 token_judge(struct conn *c, int64_t id, const uint8_t *hash, int64_t now,
@@ -413,8 +362,6 @@ sq_token_redeem(struct store *s, int64_t id,
 	*result = STORE_REDEEM_UNKNOWN;
 	if ((c = sq_conn(s)) == NULL)
 		return -1;
-	if (id == 0)
-		return legacy_redeem(c, token_hash, now, result, user_id);
 	/* Read, judge and spend in one write transaction: one caller gets OK. */
 	if (sq_begin(c) == -1)
 		return -1;

@@ -2,7 +2,6 @@
 (retries and replays keyed by MessageSid), JSON webhooks, redemption."""
 
 import base64
-import hashlib
 import json
 import math
 import re
@@ -83,8 +82,8 @@ def test_token_stored_only_as_hash(live):
 
 
 def test_redeem_unknown_token(live):
-    # 32 characters parse as a token with an id; 43 the form before schema 4,
-    # looked up by hash; anything else is no token of ours. All unknown.
+    # 32 characters parse as a token with an id; anything else is no token
+    # of ours. All unknown.
     for forged in ("A" * 32, "A" * 43, "A" * 31, "A" * 44, "!" * 32):
         r = live.redeem(forged)
         assert r.status_code == 404, (forged, r.status_code, r.text)
@@ -389,82 +388,6 @@ def test_expired_token_not_redeemable(daemon_factory):
     r = d.redeem(token)
     assert r.status_code in (404, 410), (r.status_code, r.text)
     assert "carol" not in r.text
-
-
-# ------------------------------------------------------------ store upgrade
-
-# Schema 3 (the store before tokens carried an id), as that release left it.
-SCHEMA_V3 = """
-CREATE TABLE users (phone TEXT PRIMARY KEY NOT NULL, user_id TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE webhooks (route TEXT NOT NULL, key TEXT NOT NULL, state INTEGER NOT NULL,
-  outcome INTEGER, user_id TEXT, started_at INTEGER NOT NULL, finished_at INTEGER,
-  PRIMARY KEY (route, key)) WITHOUT ROWID;
-CREATE INDEX webhooks_started ON webhooks (started_at);
-CREATE TABLE reset_tokens (hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),
-  user_id TEXT NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER,
-  created_at INTEGER NOT NULL) WITHOUT ROWID;
-CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);
-CREATE TABLE pins (user_id TEXT PRIMARY KEY NOT NULL, phone TEXT NOT NULL,
-  hash BLOB NOT NULL CHECK (length(hash) = 32), expires_at INTEGER NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
-CREATE INDEX pins_phone ON pins (phone, created_at);
-CREATE TABLE outbox (id INTEGER PRIMARY KEY, to_phone TEXT NOT NULL, body TEXT,
-  status TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'expired')),
-  attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL,
-  lease_until INTEGER, expires_at INTEGER NOT NULL, twilio_sid TEXT, http_status INTEGER,
-  error_code INTEGER, delivery_status TEXT, created_at INTEGER NOT NULL, sent_at INTEGER);
-CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
-CREATE INDEX outbox_sid ON outbox (twilio_sid) WHERE twilio_sid IS NOT NULL;
-CREATE TABLE rate_limits (key TEXT PRIMARY KEY NOT NULL, window_start INTEGER NOT NULL,
-  count INTEGER NOT NULL) WITHOUT ROWID;
-PRAGMA user_version = 3;
-"""
-
-
-def _subkey(master, n):
-    """crypto_kdf_derive_from_key(32 bytes, n, "twhookd_", master), as hashlib."""
-    return hashlib.blake2b(b"", key=master, salt=n.to_bytes(8, "little") + bytes(8),
-                           person=b"twhookd_" + bytes(8), digest_size=32).digest()
-
-
-def test_links_issued_before_the_upgrade(daemon_factory):
-    """A store of schema 3 holds a reset webhook finished seconds ago and its
-    token (the 43-character form, found by hash). After the upgrade Twilio's
-    retry of that webhook, within replay_window, answers the same link, which
-    redeems once; new links carry ids."""
-    d = daemon_factory.make(start=False, name="upgrade")
-    master = secrets.token_bytes(32)
-    d.server_key_path.write_bytes(master)
-    d.server_key_path.chmod(0o600)
-    sid = new_message_sid()
-    token = base64.urlsafe_b64encode(hashlib.blake2b(
-        sid.encode(), key=_subkey(master, 1), digest_size=32).digest()).rstrip(b"=")
-    token_hash = hashlib.blake2b(token, key=_subkey(master, 2), digest_size=32).digest()
-    now = int(time.time())
-    conn = sqlite3.connect(str(d.db_path))
-    try:
-        conn.executescript("PRAGMA journal_mode = WAL;" + SCHEMA_V3)
-        conn.execute("INSERT INTO users VALUES (?, 'alice')", (ALICE,))
-        conn.execute("INSERT INTO webhooks VALUES ('reset', ?, 2, 1, 'alice', ?, ?)",
-                     (sid, now - 5, now - 5))
-        conn.execute("INSERT INTO reset_tokens VALUES (?, 'alice', ?, NULL, ?)",
-                     (token_hash, now + 600, now - 5))
-        conn.commit()
-    finally:
-        conn.close()
-    d.phones.add(ALICE)
-    d.start()
-
-    again = reset_token(d.reset(ALICE, message_sid=sid))
-    assert again == token.decode(), (again, token)
-    r = d.redeem(again)
-    assert r.status_code == 200 and r.json().get("user") == "alice", (r.status_code, r.text)
-    assert d.redeem(again).status_code == 410
-    fresh = reset_token(d.reset(ALICE))
-    assert len(fresh) == 32, fresh
-    assert d.redeem(fresh).status_code == 200
-    with d.db() as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 5
 
 
 # -------------------------------------------------------------- replay window

@@ -1,7 +1,7 @@
 /*
  * secret.c: reset tokens (length, alphabet, determinism, separation by sid
- * and key, the id carried and masked, parsing, pinned vectors, the legacy
- * form), keyed hashes, and the key file: created 0600, reloaded identical,
+ * and key, the id carried and masked, parsing, pinned vectors), keyed
+ * hashes, and the key file: created 0600, reloaded identical,
  * refused when too open, the wrong size or a symlink.
  */
 #include <setjmp.h>
@@ -116,8 +116,8 @@ test_token_deterministic_and_distinct(void **state)
  * Pinned outputs for key bytes 0..31, computed independently with Python's
  * hashlib: subkey = blake2b(b"", key=master, salt=LE64(id) + 8 zero bytes,
  * person=b"twhookd_" + 8 zero bytes), as crypto_kdf_derive_from_key does;
- * id 1 keys the secret (blake2b-128 of the sid; blake2b-256 for the legacy
- * token), id 2 the hash (of the secret's bytes; of the legacy token's text),
+ * id 1 keys the secret (blake2b-128 of the sid), id 2 the hash (of the
+ * secret's bytes),
  * id 3 (16 bytes) the id's permutation (4 Feistel rounds on the id's
  * 32-bit halves, big-endian, each XORing the first 4 bytes of SipHash-2-4 of
  * round byte, secret and half; the Python SipHash checked against the
@@ -133,15 +133,9 @@ test_vectors(void **state)
 		0xfb, 0xf6, 0xb8, 0xea, 0x60, 0x8b, 0x6a, 0x97,
 		0xc3, 0x59, 0x54, 0xe1, 0x5e, 0x90, 0xac, 0xa0,
 	};
-	static const uint8_t	 want_legacy_hash[SECRET_HASH_BYTES] = {
-		0xbf, 0xe1, 0x70, 0xa6, 0x7c, 0xef, 0x5f, 0x10,
-		0x52, 0x6e, 0x8c, 0x6d, 0xaa, 0x69, 0x7a, 0x54,
-		0x43, 0x88, 0xca, 0x10, 0xf7, 0xad, 0xd8, 0x65,
-		0xe9, 0x32, 0xc2, 0x51, 0x9f, 0x00, 0xe8, 0x11,
-	};
 	static const char	 sid[] = "SM00000000000000000000000000000000";
 	struct secret_key	*key = key_filled(0);
-	char			 t[SECRET_TOKEN_LEN + 1], l[SECRET_LEGACY_TOKEN_LEN + 1];
+	char			 t[SECRET_TOKEN_LEN + 1];
 	uint8_t			 h[SECRET_HASH_BYTES], secret[SECRET_RESET_BYTES];
 
 	(void)state;
@@ -152,11 +146,6 @@ test_vectors(void **state)
 	secret_reset_secret(key, sid, strlen(sid), secret);
 	secret_hash(key, (const char *)secret, sizeof(secret), h);
 	assert_memory_equal(h, want_hash, sizeof(h));
-	/* Before schema 4: what a migrated record's retry answers again. */
-	secret_legacy_token(key, sid, strlen(sid), l);
-	assert_string_equal(l, "ZbMUMAarHu4VmmVaRVlCxEhR6oKFQbvvV6GeAD5MM3c");
-	secret_hash(key, l, strlen(l), h);
-	assert_memory_equal(h, want_legacy_hash, sizeof(h));
 	secret_key_free(key);
 }
 
@@ -224,13 +213,9 @@ test_token_parse(void **state)
 			assert_false(secret_reset_token_parse(a, t2, strlen(t2), &id, got));
 		}
 	}
-	/* A legacy token is not parsed as one with an id. */
-	{
-		char l[SECRET_LEGACY_TOKEN_LEN + 1];
-
-		secret_legacy_token(a, sids[0], strlen(sids[0]), l);
-		assert_false(secret_reset_token_parse(a, l, strlen(l), &id, got));
-	}
+	/* A 43-character token (the length of a 256-bit one) is not ours. */
+	assert_false(secret_reset_token_parse(a, "ZbMUMAarHu4VmmVaRVlCxEhR6oKFQbvvV6GeAD5MM3c",
+	    43, &id, got));
 	secret_key_free(a);
 	secret_key_free(b);
 }

@@ -1,10 +1,9 @@
 /*
  * The SQLite backend against store.h, each test on a fresh database in its
- * own mkdtemp directory: schema migrations (v1 and v2 to v4) and query
- * plans, users, idempotency claims (one transaction from claim to finish,
- * stale takeover, racing threads), rate limits, single-use tokens found by
- * their record's id (including a redeem race) or, from before v4, by hash,
- * PINs, the outbox (including racing leasers), purge by id, and a process
+ * own mkdtemp directory: the schema and query plans, users, idempotency
+ * claims (one transaction from claim to finish, stale takeover, racing
+ * threads), rate limits, single-use tokens found by their record's id
+ * (including a redeem race), PINs, the outbox (including racing leasers), purge by id, and a process
  * killed mid-load. Tables are also read over a separate connection, as the
  * integration tests do.
  */
@@ -125,25 +124,6 @@ running_row(const struct fx *f, const char *route, const char *key,
 	snprintf(sql, sizeof(sql), "INSERT INTO webhooks (route, key, state,"
 	    " started_at) VALUES ('%s', '%s', 1, %lld)", route, key,
 	    (long long)started_at);
-	db_exec(f, sql);
-}
-
-/*
- * A token issued before schema 4 (hash n), where the v4 migration left
- * it: no id, found by its hash.
- */
-static void
-legacy_token(const struct fx *f, unsigned n, const char *user, int64_t expires_at)
-{
-	uint8_t	h[STORE_HASH_BYTES];
-	char	hex[2 * STORE_HASH_BYTES + 1], sql[256];
-
-	hash_of(h, n);
-	for (size_t i = 0; i < STORE_HASH_BYTES; i++)
-		snprintf(hex + 2 * i, 3, "%02x", h[i]);
-	snprintf(sql, sizeof(sql), "INSERT INTO reset_tokens_legacy (hash, user_id,"
-	    " expires_at, created_at) VALUES (X'%s', '%s', %lld, %lld)", hex, user,
-	    (long long)expires_at, (long long)T0);
 	db_exec(f, sql);
 }
 
@@ -686,7 +666,7 @@ issue(struct store *s, const char *key, unsigned n, const char *user,
 }
 
 /* test_redeem's tokens, by index into its ids[]. */
-enum { TOK_LEGACY, TOK_SM1, TOK_SM2, TOK_NONE, TOK_COUNT };
+enum { TOK_SM1, TOK_SM2, TOK_NONE, TOK_COUNT };
 
 struct redeem_case {
 	unsigned		 tok;
@@ -710,16 +690,6 @@ static const struct redeem_case redeem_cases[] = {
 	{ TOK_SM2, 2, T0 + 899, STORE_REDEEM_OK, "bob" },	/* wrong guesses spent nothing */
 	{ TOK_NONE, 2, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },	/* never issued */
 	{ TOK_NONE, 3, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },
-	/* Id 0: a token from before schema 4, found by its hash alone... */
-	{ TOK_LEGACY, 5, T0 + 10, STORE_REDEEM_OK, "carol" },
-	{ TOK_LEGACY, 5, T0 + 11, STORE_REDEEM_SPENT, NULL },
-	{ TOK_LEGACY, 6, T0 + 900, STORE_REDEEM_EXPIRED, NULL },
-	{ TOK_LEGACY, 6, T0 + 899, STORE_REDEEM_OK, "dave" },
-	{ TOK_LEGACY, 7, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },
-	/* ...among those only: a token of ours is not found without its id. */
-	{ TOK_LEGACY, 3, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },
-	/* Nor is one from before under an id. */
-	{ TOK_SM1, 5, T0 + 10, STORE_REDEEM_UNKNOWN, NULL },
 };
 
 static void
@@ -735,8 +705,6 @@ test_redeem(void **state)
 	ids[TOK_SM2] = issue(f->s, "SM2", 2, "bob", T0 + 900);
 	assert_true(ids[TOK_SM2] > ids[TOK_SM1]);		/* in arrival order */
 	ids[TOK_NONE] = ids[TOK_SM2] + 1;			/* the next: none yet */
-	legacy_token(f, 5, "carol", T0 + 900);
-	legacy_token(f, 6, "dave", T0 + 900);
 	for (size_t i = 0; i < sizeof(redeem_cases) / sizeof(redeem_cases[0]); i++) {
 		const struct redeem_case *rc = &redeem_cases[i];
 
@@ -755,7 +723,7 @@ test_redeem(void **state)
  * Purge deletes by id, the order of arrival: every row before the first
  * one still to keep. A row out of order (older than one before it) stays,
  * and keeps the ones after it: purge may keep a row too long, never delete
- * one to keep. Tokens from before schema 4 go by expiry, as they did.
+ * one to keep.
  */
 static void
 test_purge(void **state)
@@ -776,8 +744,6 @@ test_purge(void **state)
 	/* Both started at T0, but arrived after "recent". */
 	smt = issue(f->s, "SMt", 2, "bob", now - 3600);		/* expired an hour ago */
 	late = issue(f->s, "late", 3, "carol", T0 + 900);	/* long ago, after SMt's */
-	legacy_token(f, 11, "dave", T0 + 900);
-	legacy_token(f, 12, "erin", now - 3600);
 	assert_int_equal(store_purge(f->s, now, keep), 0);
 
 	assert_sql(f, "SELECT group_concat(key) FROM"
@@ -793,14 +759,11 @@ test_purge(void **state)
 	assert_int_equal(redeem(f->s, old, 1, now, &uid), STORE_REDEEM_UNKNOWN);
 	assert_int_equal(redeem(f->s, smt, 2, now, &uid), STORE_REDEEM_EXPIRED);
 	assert_int_equal(redeem(f->s, late, 3, now, &uid), STORE_REDEEM_EXPIRED);
-	assert_int_equal(redeem(f->s, 0, 11, now, &uid), STORE_REDEEM_UNKNOWN);
-	assert_int_equal(redeem(f->s, 0, 12, now, &uid), STORE_REDEEM_EXPIRED);
 
 	/* Once all is old, all goes; and ids are never handed out again. */
 	assert_int_equal(store_purge(f->s, later, keep), 0);
 	assert_sql(f, "SELECT (SELECT count(*) FROM webhooks) || ' ' ||"
-	    " (SELECT count(*) FROM reset_tokens) || ' ' ||"
-	    " (SELECT count(*) FROM reset_tokens_legacy)", "0 0 0");
+	    " (SELECT count(*) FROM reset_tokens)", "0 0");
 	assert_true(issue(f->s, "next", 4, "alice", later + 900) > late);
 	assert_int_equal(redeem(f->s, late, 3, later, &uid), STORE_REDEEM_UNKNOWN);
 
@@ -990,68 +953,16 @@ test_concurrent_redeem(void **state)
 	}
 }
 
-/* Release 0.1.0's schema and some of its data, at user_version 1. */
-static const char v1_database[] =
-	"PRAGMA journal_mode = WAL;"
-	"CREATE TABLE users (phone TEXT PRIMARY KEY NOT NULL, user_id TEXT NOT NULL);"
-	"CREATE TABLE webhooks (route TEXT NOT NULL, key TEXT NOT NULL,"
-	"  state INTEGER NOT NULL, outcome INTEGER, user_id TEXT,"
-	"  started_at INTEGER NOT NULL, finished_at INTEGER, PRIMARY KEY (route, key));"
-	"CREATE INDEX webhooks_finished ON webhooks (finished_at)"
-	"  WHERE finished_at IS NOT NULL;"
-	"CREATE INDEX webhooks_running ON webhooks (started_at) WHERE state = 1;"
-	"CREATE TABLE reset_tokens ("
-	"  hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),"
-	"  user_id TEXT NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER,"
-	"  created_at INTEGER NOT NULL);"
-	"CREATE INDEX reset_tokens_expires ON reset_tokens (expires_at);"
-	"PRAGMA user_version = 1;"
-	"INSERT INTO users VALUES ('+15550000001', 'alice');"
-	"INSERT INTO webhooks VALUES ('/sms/reset', 'SMold', 2, 7, 'alice',"
-	"  1700000000, 1700000001);"
-	"INSERT INTO reset_tokens VALUES ("
-	"  X'0100000000000000000000000000000000000000000000000000000000000000',"
-	"  'alice', 1700000900, NULL, 1700000000);";
-
-/* Release 0.2.0's additions at user_version 2, with a row in each new table. */
-static const char v2_additions[] =
-	"CREATE TABLE pins (user_id TEXT PRIMARY KEY NOT NULL, phone TEXT NOT NULL,"
-	"  hash BLOB NOT NULL CHECK (length(hash) = 32), expires_at INTEGER NOT NULL,"
-	"  attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);"
-	"CREATE INDEX pins_phone ON pins (phone, created_at);"
-	"CREATE TABLE outbox (id INTEGER PRIMARY KEY, to_phone TEXT NOT NULL, body TEXT,"
-	"  status TEXT NOT NULL CHECK (status IN"
-	"    ('pending', 'sending', 'sent', 'failed', 'expired')),"
-	"  attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL,"
-	"  lease_until INTEGER, expires_at INTEGER NOT NULL, twilio_sid TEXT,"
-	"  http_status INTEGER, error_code INTEGER, delivery_status TEXT,"
-	"  created_at INTEGER NOT NULL, sent_at INTEGER);"
-	"CREATE INDEX outbox_due ON outbox (status, next_attempt_at);"
-	"CREATE INDEX outbox_sid ON outbox (twilio_sid) WHERE twilio_sid IS NOT NULL;"
-	"CREATE TABLE rate_limits (key TEXT PRIMARY KEY NOT NULL,"
-	"  window_start INTEGER NOT NULL, count INTEGER NOT NULL);"
-	"PRAGMA user_version = 2;"
-	"INSERT INTO webhooks VALUES ('/sms/reset', 'SMrun', 1, NULL, NULL,"
-	"  1700000001, NULL);"
-	"INSERT INTO rate_limits VALUES ('reset:+15550000001', 1700000000, 2);"
-	"INSERT INTO pins VALUES ('alice', '+15550000001',"
-	"  X'0700000000000000000000000000000000000000000000000000000000000000',"
-	"  1700000600, 0, 1700000000);"
-	"INSERT INTO outbox (to_phone, body, status, next_attempt_at, expires_at,"
-	"  created_at) VALUES ('+15550000001', 'code 7', 'pending', 1700000000,"
-	"  1700000600, 1700000000);";
-
 /* Every table's columns in order (integration tests read them), and its key. */
 static const struct {
 	const char	*table;
 	const char	*columns;
 	bool		 without_rowid;
-} v4_tables[] = {
+} tables[] = {
 	{ "users", "phone,user_id", true },
 	{ "webhooks", "id,route,key,state,outcome,user_id,started_at,finished_at",
 	    false },
 	{ "reset_tokens", "id,hash,user_id,expires_at,used_at,created_at", false },
-	{ "reset_tokens_legacy", "hash,user_id,expires_at,used_at,created_at", true },
 	{ "pins", "user_id,phone,hash,expires_at,attempts,created_at", false },
 	{ "outbox", "id,to_phone,body,status,attempts,next_attempt_at,lease_until,"
 	    "expires_at,twilio_sid,http_status,error_code,delivery_status,"
@@ -1061,187 +972,41 @@ static const struct {
 };
 
 static void
-check_v4_schema(const char *db)
+check_schema(const char *db)
 {
 	char	sql[256], out[256];
 
-	assert_string_equal(q(db, "PRAGMA user_version", out), "5");
-	for (size_t i = 0; i < sizeof(v4_tables) / sizeof(v4_tables[0]); i++) {
+	assert_string_equal(q(db, "PRAGMA user_version", out), "1");
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
 		snprintf(sql, sizeof(sql), "SELECT group_concat(name, ',') FROM"
 		    " (SELECT name FROM pragma_table_info('%s') ORDER BY cid)",
-		    v4_tables[i].table);
-		assert_string_equal(q(db, sql, out), v4_tables[i].columns);
+		    tables[i].table);
+		assert_string_equal(q(db, sql, out), tables[i].columns);
 		snprintf(sql, sizeof(sql), "SELECT wr FROM pragma_table_list"
-		    " WHERE name = '%s' AND schema = 'main'", v4_tables[i].table);
+		    " WHERE name = '%s' AND schema = 'main'", tables[i].table);
 		assert_string_equal(q(db, sql, out),
-		    v4_tables[i].without_rowid ? "1" : "0");
+		    tables[i].without_rowid ? "1" : "0");
 	}
 	/* Only the indexes a query uses (test_query_plans). */
 	assert_string_equal(q(db, "SELECT group_concat(name, ',') FROM (SELECT name"
 	    " FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL"
 	    " ORDER BY name)", out),
-	    "outbox_due,outbox_sid,pins_phone,reset_tokens_expires,webhooks_key");
-	/* One webhook per (route, key); the old expiry index went with its table. */
+	    "outbox_due,outbox_sid,pins_phone,webhooks_key");
+	/* One webhook per (route, key). */
 	assert_string_equal(q(db, "SELECT \"unique\" || ' ' || (SELECT group_concat(name)"
 	    " FROM pragma_index_info('webhooks_key')) FROM pragma_index_list('webhooks')"
 	    " WHERE name = 'webhooks_key'", out), "1 route,key");
-	assert_string_equal(q(db, "SELECT tbl_name FROM sqlite_schema"
-	    " WHERE name = 'reset_tokens_expires'", out), "reset_tokens_legacy");
-	/*
-	 * No leftover of the copies. sqlite_sequence is AUTOINCREMENT's (ids
-	 * never reused), and must follow webhooks' renaming.
-	 */
-	assert_string_equal(q(db, "SELECT count(*) FROM sqlite_schema"
-	    " WHERE name LIKE '%_v3' OR name LIKE '%_v4'", out), "0");
+	/* sqlite_sequence is AUTOINCREMENT's: ids are never reused. */
 	assert_string_equal(q(db, "SELECT count(*) FROM sqlite_sequence"
 	    " WHERE name <> 'webhooks'", out), "0");
 }
 
-/* Schema objects of a that b lacks, and the other way (check_v4_schema checks columns). */
-static const char *
-schema_diff(const char *a, const char *b, char out[256])
-{
-	sqlite3		*h;
-	sqlite3_stmt	*st;
-	char		 sql[512];
-
-	snprintf(sql, sizeof(sql), "ATTACH '%s' AS other", b);
-	assert_int_equal(sqlite3_open_v2(a, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(h, "SELECT count(*) FROM ("
-	    "SELECT type, name, tbl_name FROM main.sqlite_schema EXCEPT"
-	    " SELECT type, name, tbl_name FROM other.sqlite_schema UNION ALL"
-	    " SELECT type, name, tbl_name FROM other.sqlite_schema EXCEPT"
-	    " SELECT type, name, tbl_name FROM main.sqlite_schema)", -1, &st,
-	    NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	snprintf(out, 256, "%s", (const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	sqlite3_close(h);
-	return out;
-}
-
-/* An old release's database, written at path by sql. */
 static void
-old_database(const char *path, const char *sql, const char *more)
+test_schema(void **state)
 {
-	sqlite3	*db;
+	struct fx *f = *state;
 
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	if (more != NULL)
-		assert_int_equal(sqlite3_exec(db, more, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-}
-
-static void
-test_migrate_v1(void **state)
-{
-	struct fx		*f = *state;
-	struct store		*s;
-	struct store_claim	 c = { .user_id = BUF_INIT };
-	struct buf		 uid = BUF_INIT;
-	char			 path[160], err[256], out[256];
-
-	check_v4_schema(f->ss.db);
-	snprintf(path, sizeof(path), "%s/v1.db", f->ss.dir);
-	old_database(path, v1_database, NULL);
-
-	assert_int_equal(sqlite_store_open(path, &s, err, sizeof(err)), 0);
-	check_v4_schema(path);
-	assert_string_equal(schema_diff(f->ss.db, path, out), "0");
-	/* The old release's rows are all still there. */
-	check_lookups(s, (const struct lookup_case[]){ { "+15550000001", "alice" } }, 1);
-	claim(s, "SMold", T0 + 5, STORE_CLAIM_DONE, &c);
-	assert_int_equal(c.outcome, 7);
-	assert_string_equal(c.user_id.data, "alice");
-	/* A record from before has an id below 1: its token has none... */
-	assert_int_equal(c.id, -1);
-	assert_int_equal(redeem(s, c.id, 1, T0 + 5, &uid), STORE_REDEEM_UNKNOWN);
-	/* ...and is found by its hash, as before. */
-	assert_int_equal(redeem(s, 0, 1, T0 + 5, &uid), STORE_REDEEM_OK);
-	assert_string_equal(uid.data, "alice");
-	/* New records count from 1, past every one from before. */
-	assert_int_equal(issue(s, "SMnew", 2, "alice", T0 + 900), 1);
-	assert_int_equal(redeem(s, 1, 2, T0 + 6, &uid), STORE_REDEEM_OK);
-	store_close(s);
-	/* Opening a migrated database again changes nothing: ids go on. */
-	assert_int_equal(sqlite_store_open(path, &s, err, sizeof(err)), 0);
-	check_v4_schema(path);
-	assert_int_equal(issue(s, "SMnew2", 3, "alice", T0 + 900), 2);
-	store_close(s);
-	buf_free(&c.user_id);
-	buf_free(&uid);
-}
-
-static void
-test_migrate_v2(void **state)
-{
-	struct fx		*f = *state;
-	struct store		*s;
-	struct store_claim	 c = { .user_id = BUF_INIT };
-	struct buf		 uid = BUF_INIT;
-	enum store_pin_check	 pr;
-	uint8_t			 h[STORE_HASH_BYTES];
-	char			 path[160], err[256], out[256];
-	int			 by;
-	int64_t			 tid;
-	const struct store_limit lim = { "reset:+15550000001", 3, 3600 };
-
-	snprintf(path, sizeof(path), "%s/v2.db", f->ss.dir);
-	old_database(path, v1_database, v2_additions);
-	assert_int_equal(sqlite_store_open(path, &s, err, sizeof(err)), 0);
-	check_v4_schema(path);
-	assert_string_equal(schema_diff(f->ss.db, path, out), "0");
-	/* Every row came along: users, records, tokens, limits, PINs, outbox. */
-	check_lookups(s, (const struct lookup_case[]){ { "+15550000001", "alice" } }, 1);
-	claim(s, "SMold", T0 + 5, STORE_CLAIM_DONE, &c);
-	assert_int_equal(c.outcome, 7);
-	assert_true(c.id < 0);
-	claim(s, "SMrun", T0 + 5, STORE_CLAIM_RUNNING, &c);
-	/*
-	 * Finished records from before got ids -n..-1, oldest first; one still
-	 * running a new id, since a takeover issues its token under it.
-	 */
-	assert_string_equal(q(path, "SELECT group_concat(id || ' ' || key) FROM"
-	    " (SELECT id, key FROM webhooks ORDER BY id)", out), "-1 SMold,1 SMrun");
-	assert_int_equal(redeem(s, 0, 1, T0 + 5, &uid), STORE_REDEEM_OK);
-	/* The window of 2 carried over: one more fits, the next is limited. */
-	claim(s, "SMa", T0 + 6, STORE_CLAIM_NEW, &c);
-	assert_int_equal(store_reset_finish(s, ROUTE, "SMa", 1, NULL, NULL, 0,
-	    T0 + 6, &lim, 1, &by, &tid), 0);
-	assert_int_equal(by, -1);
-	assert_int_equal(tid, 0);
-	claim(s, "SMa", T0 + 6, STORE_CLAIM_DONE, &c);
-	assert_int_equal(c.id, 2);		/* the first new record, after SMrun */
-	claim(s, "SMb", T0 + 7, STORE_CLAIM_NEW, &c);
-	assert_int_equal(store_reset_finish(s, ROUTE, "SMb", 1, NULL, NULL, 0,
-	    T0 + 7, &lim, 1, &by, &tid), 0);
-	assert_int_equal(by, 0);
-	assert_int_equal(tid, 0);
-	/*
-	 * A run from before the upgrade that died, taken over after it: the
-	 * token goes under the (positive) id its record got in the migration,
-	 * where the link and a replay find it.
-	 */
-	hash_of(h, 9);
-	claim(s, "SMrun", T0 + 1 + STALE, STORE_CLAIM_NEW, &c);
-	assert_int_equal(reset_finish(s, "SMrun", 1, h, "alice", T0 + 900,
-	    T0 + 1 + STALE, &tid), 0);
-	claim(s, "SMrun", T0 + 2 + STALE, STORE_CLAIM_DONE, &c);
-	assert_int_equal(c.id, tid);
-	assert_int_equal(tid, 1);
-	assert_int_equal(redeem(s, tid, 9, T0 + 2 + STALE, &uid), STORE_REDEEM_OK);
-	hash_of(h, 7);
-	buf_reset(&uid);
-	assert_int_equal(store_pin_verify(s, "+15550000001", h, 3, T0 + 8, &pr, &uid), 0);
-	assert_int_equal(pr, STORE_PIN_OK);
-	assert_string_equal(uid.data, "alice");
-	assert_int_equal(store_outbox_depth(s, &(int64_t){ 0 }), 0);
-	assert_string_equal(q(path, "SELECT body FROM outbox", out), "code 7");
-	store_close(s);
-	buf_free(&c.user_id);
-	buf_free(&uid);
+	check_schema(f->ss.db);
 }
 
 /*
@@ -1283,13 +1048,6 @@ static const struct {
 	    " (SELECT max(id) + 1 FROM reset_tokens))",
 	    "SEARCH reset_tokens USING INTEGER PRIMARY KEY (rowid<?)",
 	    "SCAN reset_tokens" },
-	{ "UPDATE reset_tokens_legacy SET used_at = ?2 WHERE hash = ?1"
-	    " AND used_at IS NULL AND expires_at > ?2 RETURNING user_id",
-	    "SEARCH reset_tokens_legacy USING PRIMARY KEY (hash=?)", NULL },
-	{ "SELECT used_at IS NOT NULL FROM reset_tokens_legacy WHERE hash = ?1",
-	    "SEARCH reset_tokens_legacy USING PRIMARY KEY (hash=?)", NULL },
-	{ "DELETE FROM reset_tokens_legacy WHERE expires_at < ?1",
-	    "INDEX reset_tokens_expires (expires_at<?)", NULL },
 	{ "SELECT count FROM rate_limits WHERE key = ?1",
 	    "SEARCH rate_limits USING PRIMARY KEY (key=?)", NULL },
 	{ "SELECT rowid FROM pins WHERE phone = ?1 ORDER BY created_at DESC, rowid DESC",
@@ -2124,8 +1882,7 @@ main(void)
 		T(test_purge),
 		T(test_concurrent_claims),
 		T(test_concurrent_redeem),
-		T(test_migrate_v1),
-		T(test_migrate_v2),
+		T(test_schema),
 		T(test_query_plans),
 		T(test_limits),
 		T(test_pin_finish),
