@@ -562,6 +562,8 @@ parse(struct parse_ctx *ctx, const char *text, size_t len)
 	check_routes(ctx);
 	check_listeners(ctx);
 	note_inline_secrets(ctx);
+	for (size_t i = 0; i < CONFIG_NKEYS; i++)
+		cfg->key_line[i] = ctx->key_line[i];
 }
 
 int
@@ -842,6 +844,28 @@ done:
 	}
 	config_free(cfg);
 	return rc;
+}
+
+int
+config_error(const struct config *cfg, struct buf *errors, const char *section,
+    const char *key, const char *fmt, ...)
+{
+	char	 msg[1024];
+	int	 idx = config_key_index(section, key);
+	unsigned line = idx >= 0 ? cfg->key_line[idx] : 0;
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* Paths come from the file: keep terminals safe, as err() does. */
+	for (char *p = msg; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	if (line == 0)
+		return buf_printf(errors, "%s: [%s] %s: %s\n", cfg->path, section, key, msg);
+	return buf_printf(errors, "%s:%u: [%s] %s: %s\n", cfg->path, line, section, key,
+	    msg);
 }
 
 void

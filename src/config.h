@@ -39,8 +39,12 @@ enum log_level {
 	LOG_LEVEL_ERROR,
 };
 
+/* Room for the line of every key in config_keys.c's table (asserted there). */
+#define CONFIG_MAX_KEYS	64
+
 struct config {
 	const char	*path;			/* the file it came from */
+	unsigned	 key_line[CONFIG_MAX_KEYS];	/* per config_keys[] row; 0 = default */
 
 	/* [server] */
 	char		*listen;		/* "host:port", "[v6]:port" */
@@ -132,6 +136,16 @@ int	config_parse(const char *text, size_t len, const char *filename,
  */
 __attribute__((warn_unused_result))
 int	config_load(const char *path, struct config **out, struct buf *errors);
+
+/*
+ * Report a problem found after loading, with what a key names (a file that
+ * does not load, say): appends "FILE:LINE: [section] key: message" to errors,
+ * LINE being where the file set the key, or "FILE: [section] key: message"
+ * for a key left at its default. 0, or -1 when out of memory.
+ */
+__attribute__((format(printf, 5, 6)))
+int	config_error(const struct config *cfg, struct buf *errors, const char *section,
+	    const char *key, const char *fmt, ...);
 
 /* The PIN flow and its status callbacks exist only with a sender for SMS. */
 static inline bool

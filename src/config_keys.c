@@ -95,6 +95,7 @@ const struct config_key config_keys[] = {
 
 _Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) == CONFIG_NKEYS,
     "CONFIG_NKEYS does not match the key table");
+_Static_assert(CONFIG_NKEYS <= CONFIG_MAX_KEYS, "struct config's key_line is too short");
 _Static_assert(sizeof(config_sections) / sizeof(config_sections[0]) == CONFIG_NSECTIONS,
     "CONFIG_NSECTIONS does not match the section list");
 

@@ -1275,6 +1275,28 @@ test_load_relative_path(void **state)
 	buf_free(&errs);
 }
 
+/* Problems found after loading name the key's line, or none for a default. */
+static void
+test_config_error(void **state)
+{
+	struct buf	 errs = BUF_INIT, out = BUF_INIT;
+	struct config	*c;
+
+	(void)state;
+	assert_int_equal(parse(MINIMAL "[store]\npath = /x/db\n", &c, &errs), 0);
+	assert_int_equal(config_error(c, &out, "server", "tls_key", "%s: does not "
+	    "match", "/k.pem"), 0);
+	assert_int_equal(config_error(c, &out, "store", "path", "bad\x01path"), 0);
+	assert_int_equal(config_error(c, &out, "secrets", "server_key_file", "mode"), 0);
+	assert_string_equal(out.data,
+	    NAME ":3: [server] tls_key: /k.pem: does not match\n"
+	    NAME ":12: [store] path: bad?path\n"
+	    NAME ": [secrets] server_key_file: mode\n");
+	config_free(c);
+	buf_free(&errs);
+	buf_free(&out);
+}
+
 int
 main(void)
 {
@@ -1297,6 +1319,7 @@ main(void)
 		cmocka_unit_test(test_long_lines),
 		cmocka_unit_test(test_inline_secret_parse),
 		cmocka_unit_test(test_shipped_configs),
+		cmocka_unit_test(test_config_error),
 		cmocka_unit_test_setup_teardown(test_load_secret_files, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_credentials_directory, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_inline_mode, tmp_setup, tmp_teardown),
