@@ -95,7 +95,8 @@ admin_begin(void *arg, struct request *req, struct reply *reply)
 	bool		 path_known = false;
 
 	if (req->h.content_length_count > 1 || req->h.transfer_encoding_count > 0 ||
-	    req->h.bad_content_length || req->h.bad_value || req->h.bad_name) {
+	    req->h.host_count > 1 || req->h.bad_content_length || req->h.bad_value ||
+	    req->h.bad_name) {
 		answer_error(req, reply, 400, "framing", "bad request framing");
 		reply->close = true;
 		return;

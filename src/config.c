@@ -373,12 +373,14 @@ check_tls(struct parse_ctx *ctx)
 			missing(ctx, tkey, " when tls = on");
 		return;
 	}
-	/* Plain HTTP here means a proxy terminates TLS: only it knows the URL. */
-	if (!is_set(ctx, url))
-		missing(ctx, url, " when tls = off: it is the URL Twilio signs");
-	else if (usable(ctx, url) && strncmp(cfg->public_url, "https://", 8) != 0)
-		err(ctx, ctx->key_line[url], "twilio", "public_url",
-		    "must start with https:// when tls = off");
+	/* Plain HTTP here means a proxy terminates TLS: Twilio must use https. */
+	if (!is_set(ctx, url) || !usable(ctx, url))
+		return;
+	for (size_t i = 0; i < cfg->public_url.count; i++)
+		if (strncmp(cfg->public_url.url[i], "https://", 8) != 0)
+			err(ctx, ctx->key_line[url], "twilio", "public_url",
+			    "'%.64s' must start with https:// when tls = off",
+			    cfg->public_url.url[i]);
 }
 
 /* Two keys that exclude each other: reported at the later one. */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "defaults.h"
 
 /* A secret's bytes in sodium_malloc memory; wiped and freed by config_free. */
 struct config_secret {
@@ -24,6 +25,12 @@ struct config_cidr {
 	int	 family;	/* AF_INET or AF_INET6 */
 	uint8_t	 addr[16];	/* network address, host bits cleared */
 	unsigned prefix;	/* prefix length in bits */
+};
+
+/* [twilio] public_url: the base URLs Twilio signs, as configured, in order. */
+struct config_urls {
+	char	*url[MAX_PUBLIC_URLS];	/* "https://sms.example.com", no trailing '/' */
+	size_t	 count;			/* 1..MAX_PUBLIC_URLS once loaded */
 };
 
 /* A rate: at most count events per window seconds; count 0 = no limit ("off"). */
@@ -64,7 +71,7 @@ struct config {
 	char		*account_sid;
 	struct config_secret auth_token;		/* auth_token_file or auth_token */
 	struct config_secret secondary_auth_token;	/* optional, during rotation */
-	char		*public_url;		/* e.g. "https://sms.example.com", no trailing '/' */
+	struct config_urls public_url;		/* required; the first is the status callback's base */
 	char		*api_base_url;		/* Messages API base, https:// only */
 	char		*from_number;		/* E.164 sender, or NULL */
 	char		*messaging_service_sid;	/* "MG" + 32 hex, or NULL; one of the two for PINs */

@@ -213,13 +213,11 @@ start_outbox(struct daemon_state *st)
 		.messaging_service_sid = cfg->messaging_service_sid,
 		.ca_file = cfg->api_ca_file,
 	};
-	/* Status callbacks need the public URL Twilio can reach and will sign. */
-	if (cfg->public_url != NULL && cfg->public_url[0] != '\0') {
-		if (buf_append_str(&st->status_callback, cfg->public_url) == -1 ||
-		    buf_append_str(&st->status_callback, cfg->status_route) == -1)
-			return -1;
-		ocfg.status_callback = st->status_callback.data;
-	}
+	/* Status callbacks go to the first public URL: Twilio signs it like a webhook. */
+	if (buf_append_str(&st->status_callback, cfg->public_url.url[0]) == -1 ||
+	    buf_append_str(&st->status_callback, cfg->status_route) == -1)
+		return -1;
+	ocfg.status_callback = st->status_callback.data;
 	if (twilio_api_global_init() == -1) {
 		log_error("libcurl failed to initialise");
 		return -1;

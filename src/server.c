@@ -196,11 +196,8 @@ on_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value
 	} else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_TYPE) == 0) {
 		h->content_type = value;
 	} else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
-		h->host = value;
-	} else if (strcasecmp(key, "X-Forwarded-Proto") == 0) {
-		h->forwarded_proto = value;
-	} else if (strcasecmp(key, "X-Forwarded-Host") == 0) {
-		h->forwarded_host = value;
+		if (h->host_count++ == 0)
+			h->host = value;
 	} else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0) {
 		h->authorization = value;
 	} else if (strcasecmp(key, "I-Twilio-Idempotency-Token") == 0) {

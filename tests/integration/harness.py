@@ -264,6 +264,8 @@ class Daemon:
             "twilio": {
                 "account_sid": self.account_sid,
                 "auth_token_file": str(self.dir / "auth_token"),
+                # The URL the suite's requests reach and sign; required.
+                "public_url": f"https://127.0.0.1:{self.port}",
             },
             "store": {"path": str(self.db_path)},
             "secrets": {"server_key_file": str(self.server_key_path)},

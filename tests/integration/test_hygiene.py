@@ -105,6 +105,19 @@ def case_two_signatures_secondary(d):
                     f"Content-Length: {len(body)}"]) + body
 
 
+def case_two_hosts(d):
+    # RFC 9112, 3.2: exactly one Host. Both name the configured URL here.
+    body, sig = signed_body(d)
+    return head(d, [f"Host: 127.0.0.1:{d.port}", f"X-Twilio-Signature: {sig}",
+                    f"Content-Length: {len(body)}"]) + body
+
+
+def case_two_different_hosts(d):
+    body, sig = signed_body(d)
+    return head(d, ["Host: evil.example", f"X-Twilio-Signature: {sig}",
+                    f"Content-Length: {len(body)}"]) + body
+
+
 CASES = [
     case_two_content_lengths,
     case_two_different_content_lengths,
@@ -117,6 +130,8 @@ CASES = [
     case_folded_signature_whole,
     case_two_signatures,
     case_two_signatures_secondary,
+    case_two_hosts,
+    case_two_different_hosts,
 ]
 
 
