@@ -33,8 +33,8 @@ struct request_headers {
 	unsigned	 signature_count;
 	unsigned	 host_count;
 	bool		 bad_content_length;	/* not a plain decimal number */
-	bool		 bad_value;		/* a header value with CR or LF */
-	bool		 bad_name;		/* not an RFC 9110 token, or a folded line glued on */
+	bool		 bad_value;		/* a header value with CR, LF or NUL */
+	bool		 bad_name;		/* a NUL, not an RFC 9110 token, or a folded line glued on */
 };
 
 struct route;
