@@ -83,12 +83,28 @@ authorized(const struct app *app, const char *header)
 	return ok;
 }
 
+/*
+ * Framing first (a request we cannot delimit is never read further), then the
+ * token for every path, known or not, so that routes cannot be discovered
+ * without it; only then the route (404 / 405) and the body size (413).
+ */
 void
 admin_begin(void *arg, struct request *req, struct reply *reply)
 {
 	struct app	*app = arg;
 	bool		 path_known = false;
 
+	if (req->h.content_length_count > 1 || req->h.transfer_encoding_count > 0 ||
+	    req->h.host_count > 1 || req->h.bad_content_length || req->h.bad_value ||
+	    req->h.bad_name) {
+		answer_error(req, reply, 400, "framing", "bad request framing");
+		reply->close = true;
+		return;
+	}
+	if (!authorized(app, req->h.authorization)) {
+		answer_error(req, reply, 401, "unauthorized", "bearer token required");
+		return;
+	}
 	for (size_t i = 0; i < sizeof(admin_routes) / sizeof(admin_routes[0]); i++) {
 		if (strcmp(req->path, admin_routes[i].path) != 0)
 			continue;
@@ -99,19 +115,12 @@ admin_begin(void *arg, struct request *req, struct reply *reply)
 		else
 			reply->allow = admin_routes[i].method;
 	}
-	if (req->h.content_length_count > 1 || req->h.transfer_encoding_count > 0 ||
-	    req->h.bad_content_length || req->h.bad_value || req->h.bad_name) {
-		answer_error(req, reply, 400, "framing", "bad request framing");
-		reply->close = true;
-	} else if (!path_known) {
+	if (!path_known)
 		answer_error(req, reply, 404, "no_route", "not found");
-	} else if (!authorized(app, req->h.authorization)) {
-		answer_error(req, reply, 401, "unauthorized", "bearer token required");
-	} else if (req->route_id == ADMIN_NONE) {
+	else if (req->route_id == ADMIN_NONE)
 		answer_error(req, reply, 405, "method", "method not allowed");
-	} else if (req->h.has_content_length && req->h.content_length > MAX_ADMIN_BODY) {
+	else if (req->h.has_content_length && req->h.content_length > MAX_ADMIN_BODY)
 		answer_error(req, reply, 413, "body_too_large", "body too large");
-	}
 }
 
 /* The request body as a JSON object, or NULL. */

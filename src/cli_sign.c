@@ -457,6 +457,7 @@ cli_verify(int argc, char **argv)
 	struct opts		o = { .verify = 1 };
 	struct request		r = { BUF_INIT, FORM_INIT, NULL, 0, 0, BUF_INIT };
 	struct signature_key	key;
+	struct signature_url	url;
 	struct signature_check	c;
 	enum signature_result	res;
 	char			*tok = NULL;
@@ -479,8 +480,9 @@ cli_verify(int argc, char **argv)
 	key.data = (const uint8_t *)tok;
 	key.len = toklen;
 	memset(&c, 0, sizeof(c));
-	c.url = r.url.data;
-	c.url_len = r.url.len;
+	url = (struct signature_url){ r.url.data, r.url.len };
+	c.urls = &url;
+	c.url_count = 1;
 	c.params = r.json ? NULL : &r.form;
 	c.body = (const uint8_t *)r.body;
 	c.body_len = r.body_len;

@@ -373,12 +373,14 @@ check_tls(struct parse_ctx *ctx)
 			missing(ctx, tkey, " when tls = on");
 		return;
 	}
-	/* Plain HTTP here means a proxy terminates TLS: only it knows the URL. */
-	if (!is_set(ctx, url))
-		missing(ctx, url, " when tls = off: it is the URL Twilio signs");
-	else if (usable(ctx, url) && strncmp(cfg->public_url, "https://", 8) != 0)
-		err(ctx, ctx->key_line[url], "twilio", "public_url",
-		    "must start with https:// when tls = off");
+	/* Plain HTTP here means a proxy terminates TLS: Twilio must use https. */
+	if (!is_set(ctx, url) || !usable(ctx, url))
+		return;
+	for (size_t i = 0; i < cfg->public_url.count; i++)
+		if (strncmp(cfg->public_url.url[i], "https://", 8) != 0)
+			err(ctx, ctx->key_line[url], "twilio", "public_url",
+			    "'%.64s' must start with https:// when tls = off",
+			    cfg->public_url.url[i]);
 }
 
 /* Two keys that exclude each other: reported at the later one. */
@@ -579,6 +581,8 @@ parse(struct parse_ctx *ctx, const char *text, size_t len)
 	check_timeouts(ctx);
 	note_inline_secrets(ctx);
 	cfg->store = (struct store_config){ cfg->store_driver, cfg->store_path, NULL };
+	for (size_t i = 0; i < CONFIG_NKEYS; i++)
+		cfg->key_line[i] = ctx->key_line[i];
 }
 
 int
@@ -859,6 +863,28 @@ done:
 	}
 	config_free(cfg);
 	return rc;
+}
+
+int
+config_error(const struct config *cfg, struct buf *errors, const char *section,
+    const char *key, const char *fmt, ...)
+{
+	char	 msg[1024];
+	int	 idx = config_key_index(section, key);
+	unsigned line = idx >= 0 ? cfg->key_line[idx] : 0;
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* Paths come from the file: keep terminals safe, as err() does. */
+	for (char *p = msg; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	if (line == 0)
+		return buf_printf(errors, "%s: [%s] %s: %s\n", cfg->path, section, key, msg);
+	return buf_printf(errors, "%s:%u: [%s] %s: %s\n", cfg->path, line, section, key,
+	    msg);
 }
 
 void

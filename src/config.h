@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "defaults.h"
 #include "store.h"
 
 /* A secret's bytes in sodium_malloc memory; wiped and freed by config_free. */
@@ -27,6 +28,12 @@ struct config_cidr {
 	unsigned prefix;	/* prefix length in bits */
 };
 
+/* [twilio] public_url: the base URLs Twilio signs, as configured, in order. */
+struct config_urls {
+	char	*url[MAX_PUBLIC_URLS];	/* "https://sms.example.com", no trailing '/' */
+	size_t	 count;			/* 1..MAX_PUBLIC_URLS once loaded */
+};
+
 /* A rate: at most count events per window seconds; count 0 = no limit ("off"). */
 struct config_rate {
 	unsigned count;
@@ -40,8 +47,12 @@ enum log_level {
 	LOG_LEVEL_ERROR,
 };
 
+/* Room for the line of every key in config_keys.c's table (asserted there). */
+#define CONFIG_MAX_KEYS	64
+
 struct config {
 	const char	*path;			/* the file it came from */
+	unsigned	 key_line[CONFIG_MAX_KEYS];	/* per config_keys[] row; 0 = default */
 
 	/* [server] */
 	char		*listen;		/* "host:port", "[v6]:port" */
@@ -63,7 +74,7 @@ struct config {
 	char		*account_sid;
 	struct config_secret auth_token;		/* auth_token_file or auth_token */
 	struct config_secret secondary_auth_token;	/* optional, during rotation */
-	char		*public_url;		/* e.g. "https://sms.example.com", no trailing '/' */
+	struct config_urls public_url;		/* required; the first is the status callback's base */
 	char		*api_base_url;		/* Messages API base, https:// only */
 	char		*from_number;		/* E.164 sender, or NULL */
 	char		*messaging_service_sid;	/* "MG" + 32 hex, or NULL; one of the two for PINs */
@@ -137,6 +148,16 @@ int	config_parse(const char *text, size_t len, const char *filename,
  */
 __attribute__((warn_unused_result))
 int	config_load(const char *path, struct config **out, struct buf *errors);
+
+/*
+ * Report a problem found after loading, with what a key names (a file that
+ * does not load, say): appends "FILE:LINE: [section] key: message" to errors,
+ * LINE being where the file set the key, or "FILE: [section] key: message"
+ * for a key left at its default. 0, or -1 when out of memory.
+ */
+__attribute__((format(printf, 5, 6)))
+int	config_error(const struct config *cfg, struct buf *errors, const char *section,
+	    const char *key, const char *fmt, ...);
 
 /* The PIN flow and its status callbacks exist only with a sender for SMS. */
 static inline bool

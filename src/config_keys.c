@@ -55,7 +55,7 @@ const struct config_key config_keys[] = {
 	{ "twilio", "auth_token", KT_SECRET, KF_SECRET_INLINE, F(auth_token), 0, 0, MAX_SECRET_FILE, 0, NULL, NULL },
 	{ "twilio", "secondary_auth_token_file", KT_STRING, KF_SECRET_FILE, F(secondary_auth_token_file), F(secondary_auth_token), 0, MAX_PATH_VALUE, 0, NULL, NULL },
 	{ "twilio", "secondary_auth_token", KT_SECRET, KF_SECRET_INLINE, F(secondary_auth_token), 0, 0, MAX_SECRET_FILE, 0, NULL, NULL },
-	{ "twilio", "public_url", KT_URL, 0, F(public_url), 0, 0, MAX_PUBLIC_URL_LEN, 0, NULL, NULL },
+	{ "twilio", "public_url", KT_URLS, KF_REQUIRED, F(public_url), 0, 0, MAX_PUBLIC_URL_LEN, 0, NULL, NULL },
 	{ "twilio", "api_base_url", KT_HTTPS_URL, 0, F(api_base_url), 0, 0, MAX_PUBLIC_URL_LEN, 0, DEFAULT_API_BASE_URL, NULL },
 	{ "twilio", "from_number", KT_PHONE, 0, F(from_number), 0, 0, 32, 0, NULL, NULL },
 	{ "twilio", "messaging_service_sid", KT_SID, 0, F(messaging_service_sid), 0, 0, ACCOUNT_SID_LEN, 0, NULL, "MG" },
@@ -98,6 +98,7 @@ const struct config_key config_keys[] = {
 
 _Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) == CONFIG_NKEYS,
     "CONFIG_NKEYS does not match the key table");
+_Static_assert(CONFIG_NKEYS <= CONFIG_MAX_KEYS, "struct config's key_line is too short");
 _Static_assert(sizeof(config_sections) / sizeof(config_sections[0]) == CONFIG_NSECTIONS,
     "CONFIG_NSECTIONS does not match the section list");
 
@@ -498,8 +499,8 @@ check_authority(const char *a, size_t len)
 }
 
 /*
- * A base URL: scheme, host, optional port and path prefix. public_url is the
- * base Twilio signed, as configured in the Twilio console; the request-target
+ * A base URL: scheme, host, optional port and path prefix. public_url holds
+ * the bases Twilio signed, as configured in the Twilio console; the request-target
  * (path and query) is appended per request, so a query or fragment here could
  * never match; a trailing '/' is dropped because the target brings its own.
  * api_base_url is the same shape, https only: it carries our credentials.
@@ -535,6 +536,77 @@ check_url(char *v, bool https_only, char *msg, size_t msgsz)
 	while (len > (size_t)(rest - v) + alen && v[len - 1] == '/')
 		v[--len] = '\0';
 	return 0;
+}
+
+/* url without the scheme's default port: the form Twilio's port rules equate. */
+static void
+url_sans_default_port(const char *url, char *out, size_t outsz)
+{
+	const char	*rest = url + (strncmp(url, "https://", 8) == 0 ? 8 : 7);
+	const char	*port = strncmp(url, "https://", 8) == 0 ? ":443" : ":80";
+	size_t		 alen = strcspn(rest, "/"), plen = strlen(port);
+	size_t		 head = (size_t)(rest - url) + alen;
+
+	if (alen > plen && memcmp(rest + alen - plen, port, plen) == 0)
+		head -= plen;
+	(void)snprintf(out, outsz, "%.*s%s", (int)head, url, rest + alen);
+}
+
+/*
+ * public_url: one base URL or a few, separated by spaces (a tab is a control
+ * character, refused in any value), each checked as a base URL. The same URL
+ * twice, or two that differ only by the scheme's default port (signature.c
+ * tries both forms of each anyway), is a mistake that would only cost HMACs.
+ */
+static int
+parse_urls(const struct config_key *k, char *v, struct config_urls *field,
+    char *msg, size_t msgsz)
+{
+	struct config_urls	 urls = { .count = 0 };
+	char			*tok, *save = NULL, a[MAX_PUBLIC_URL_LEN + 1],
+				 b[MAX_PUBLIC_URL_LEN + 1];
+	int			 rc = -1;
+
+	for (tok = strtok_r(v, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save)) {
+		if (urls.count == MAX_PUBLIC_URLS) {
+			fail(msg, msgsz, "more than %u URLs", MAX_PUBLIC_URLS);
+			goto done;
+		}
+		if (strlen(tok) > k->max) {
+			fail(msg, msgsz, "'%.*s...' is longer than %llu bytes", ECHO, tok, k->max);
+			goto done;
+		}
+		if (check_url(tok, false, msg, msgsz) == -1)
+			goto done;
+		url_sans_default_port(tok, a, sizeof(a));
+		for (size_t i = 0; i < urls.count; i++) {
+			url_sans_default_port(urls.url[i], b, sizeof(b));
+			if (strcmp(a, b) == 0) {
+				fail(msg, msgsz, "'%.*s' is listed twice%s", ECHO, tok,
+				    strcmp(tok, urls.url[i]) != 0 ?
+				    " (with and without its default port)" : "");
+				goto done;
+			}
+		}
+		if ((urls.url[urls.count] = strdup(tok)) == NULL) {
+			fail(msg, msgsz, "out of memory");
+			goto done;
+		}
+		urls.count++;
+	}
+	if (urls.count == 0) {
+		fail(msg, msgsz, "needs a value");
+		goto done;
+	}
+	for (size_t i = 0; i < field->count; i++)
+		free(field->url[i]);
+	*field = urls;
+	urls.count = 0;
+	rc = 0;
+done:
+	for (size_t i = 0; i < urls.count; i++)
+		free(urls.url[i]);
+	return rc;
 }
 
 static int
@@ -609,8 +681,8 @@ parse_string(const struct config_key *k, char *v, char **field,
 		return fail(msg, msgsz, "must contain %s", k->literal);
 	if (k->type == KT_LISTEN && *v != '\0')
 		rc = check_listen(v, msg, msgsz);
-	else if (k->type == KT_URL || k->type == KT_HTTPS_URL)
-		rc = check_url(v, k->type == KT_HTTPS_URL, msg, msgsz);
+	else if (k->type == KT_HTTPS_URL)
+		rc = check_url(v, true, msg, msgsz);
 	else if (k->type == KT_ROUTE)
 		rc = check_route(v, msg, msgsz);
 	else if (k->type == KT_SID)
@@ -685,6 +757,8 @@ config_value_parse(const struct config_key *k, char *v, struct config *cfg,
 		return 0;
 	case KT_CIDRS:
 		return parse_cidrs(v, cfg, msg, msgsz);
+	case KT_URLS:
+		return parse_urls(k, v, field, msg, msgsz);
 	case KT_RATE:
 		return parse_rate(k, v, field, msg, msgsz);
 	case KT_SECRET:
@@ -745,6 +819,16 @@ config_value_free(const struct config_key *k, struct config *cfg)
 	case KT_SECRET:
 		secret_clear(field);
 		break;
+	case KT_URLS: {
+		struct config_urls *urls = field;
+
+		for (size_t i = 0; i < urls->count; i++) {
+			free(urls->url[i]);
+			urls->url[i] = NULL;
+		}
+		urls->count = 0;
+		break;
+	}
 	default:
 		free(*(char **)field);
 		*(char **)field = NULL;

@@ -19,7 +19,7 @@ enum key_type {
 	KT_LOGLEVEL,		/* log_level_parse() */
 	KT_CIDRS,		/* [proxy] trusted */
 	KT_LISTEN,		/* "a.b.c.d:port" or "[v6]:port" */
-	KT_URL,			/* public_url: http:// or https:// base */
+	KT_URLS,		/* public_url: 1..MAX_PUBLIC_URLS http:// or https:// bases */
 	KT_HTTPS_URL,		/* api_base_url: https:// base only */
 	KT_ROUTE,		/* "/path" */
 	KT_SID,			/* `literal` (two letters) + 32 lower-case hex */

@@ -138,6 +138,11 @@ _Static_assert(MAX_TARGET_LEN + 2048u <= CONNECTION_MEMORY / 2,
 #define MAX_PATH_VALUE		4096u	/* PATH_MAX on Linux */
 #define MAX_ROUTE_LEN		256u
 #define MAX_PUBLIC_URL_LEN	2048u	/* leaves room for the target in MAX_URL_LEN */
+/*
+ * [twilio] public_url: webhook URLs one daemon answers for. A forged request
+ * costs up to this many times 3 URL variants times MAX_AUTH_TOKENS HMACs.
+ */
+#define MAX_PUBLIC_URLS		8u
 #define MAX_LISTEN_LEN		64u
 #define MAX_PRIORITIES_LEN	1024u
 

@@ -27,7 +27,6 @@ enum verdict {
 	V_TOO_LARGE,
 	V_MEDIA_TYPE,
 	V_BAD_BODY,
-	V_BAD_HOST,
 	V_FORBIDDEN,
 	V_BAD_INPUT,
 	V_IN_PROGRESS,
@@ -51,7 +50,6 @@ static const struct {
 	[V_TOO_LARGE]		= { 413, true,  "payload too large\n" },
 	[V_MEDIA_TYPE]		= { 415, true,  "unsupported media type\n" },
 	[V_BAD_BODY]		= { 400, false, "malformed body\n" },
-	[V_BAD_HOST]		= { 400, false, "bad host\n" },
 	[V_FORBIDDEN]		= { 403, false, "" },
 	[V_BAD_INPUT]		= { 400, false, "missing or malformed parameter\n" },
 	[V_IN_PROGRESS]		= { 503, false, "" },
@@ -103,9 +101,9 @@ pipeline_init(struct app *app)
 }
 
 /*
- * Request hygiene. Twilio sends one Content-Length, no Transfer-Encoding and
- * one X-Twilio-Signature; anything else is a request-smuggling shape that
- * libmicrohttpd 0.9.75 would otherwise accept (RFC 9112, 6.3).
+ * Request hygiene. Twilio sends one Content-Length, no Transfer-Encoding, one
+ * X-Twilio-Signature and one Host; anything else is a request-smuggling shape
+ * that libmicrohttpd 0.9.75 would otherwise accept (RFC 9112, 6.3).
  */
 static enum verdict
 guard_framing(const struct request *req, const char **reason)
@@ -119,6 +117,8 @@ guard_framing(const struct request *req, const char **reason)
 		*reason = "framing_transfer_encoding";
 	else if (h->signature_count > 1)
 		*reason = "framing_duplicate_signature";
+	else if (h->host_count > 1)
+		*reason = "framing_duplicate_host";	/* RFC 9112, 3.2: exactly one */
 	else if (h->bad_value)
 		*reason = "framing_header_value";
 	else if (h->bad_name)
@@ -262,32 +262,37 @@ signature_reason(enum signature_result r)
 	return "signature_error";
 }
 
-/* Verify X-Twilio-Signature over the URL Twilio signed. */
+/*
+ * Verify X-Twilio-Signature over the URLs Twilio may have signed: every
+ * configured public_url with the raw target, those the Host names first.
+ */
 static enum verdict
 guard_signature(struct app *app, struct request *req, enum media media)
 {
 	const struct config		*cfg = app->cfg;
-	struct buf			 url = BUF_INIT;
+	struct buf			 url[MAX_PUBLIC_URLS];
+	struct signature_url		 cand[MAX_PUBLIC_URLS];
 	struct public_url_input		 in = {
-		.public_url = cfg->public_url, .tls = req->tls,
-		.peer = (const struct sockaddr *)&req->peer,
-		.trusted = cfg->trusted, .trusted_count = cfg->trusted_count,
-		.host = req->h.host, .forwarded_proto = req->h.forwarded_proto,
-		.forwarded_host = req->h.forwarded_host,
+		.bases = cfg->public_url.url, .base_count = cfg->public_url.count,
+		.host = req->h.host, .host_len = req->h.host != NULL ? strlen(req->h.host) : 0,
 		.target = req->target, .target_len = req->target_len,
 	};
 	struct signature_check		 check;
 	enum public_url_result		 ur;
 	enum signature_result		 sr;
 	enum verdict			 v = V_OK;
+	size_t				 n = 0;
 
-	if ((ur = public_url_build(&in, &url)) != PUBLIC_URL_OK) {
+	memset(url, 0, sizeof(url));
+	if ((ur = public_url_candidates(&in, url, &n)) != PUBLIC_URL_OK) {
 		req->reason = public_url_result_str(ur);
-		v = ur == PUBLIC_URL_NOMEM ? V_INTERNAL : V_BAD_HOST;
+		v = ur == PUBLIC_URL_NOMEM ? V_INTERNAL : V_TARGET_TOO_LONG;
 		goto done;
 	}
+	for (size_t i = 0; i < n; i++)
+		cand[i] = (struct signature_url){ url[i].data, url[i].len };
 	check = (struct signature_check){
-		.url = url.data, .url_len = url.len,
+		.urls = cand, .url_count = n,
 		.params = media == MEDIA_FORM ? &req->form : NULL,
 		.body = (const uint8_t *)req->body.data, .body_len = req->body.len,
 		.header = req->h.signature, .header_len = req->h.signature_len,
@@ -300,7 +305,8 @@ guard_signature(struct app *app, struct request *req, enum media media)
 		v = sr == SIGNATURE_ERROR ? V_INTERNAL : V_FORBIDDEN;
 	}
 done:
-	buf_free(&url);
+	for (size_t i = 0; i < n; i++)
+		buf_free(&url[i]);
 	return v;
 }
 

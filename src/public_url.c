@@ -1,13 +1,15 @@
 /*
- * Rebuild the URL Twilio signed (DESIGN: "Twilio's signature, precisely", 1):
- * a base (public_url, or scheme://host from the request) followed by the raw
- * request-target, never decoded or normalised. Forwarded headers count only
- * from a trusted proxy; otherwise a client could choose the URL we check.
+ * The URLs Twilio may have signed (DESIGN: "Twilio's signature, precisely",
+ * 1): each configured public_url followed by the raw request-target, never
+ * decoded or normalised. The Host header only orders them, putting the bases
+ * whose authority it names first; it never builds one, so a client cannot
+ * choose the URL we check. Also: whether a peer is a trusted proxy. Pure.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "defaults.h"
 #include "public_url.h"
@@ -17,8 +19,6 @@ public_url_result_str(enum public_url_result r)
 {
 	switch (r) {
 	case PUBLIC_URL_OK:		return "ok";
-	case PUBLIC_URL_NO_HOST:	return "no_host";
-	case PUBLIC_URL_BAD_HEADER:	return "bad_host_header";
 	case PUBLIC_URL_TOO_LONG:	return "url_too_long";
 	case PUBLIC_URL_NOMEM:		return "nomem";
 	}
@@ -155,73 +155,64 @@ public_url_client(const struct sockaddr *peer, const char *forwarded_for,
 }
 
 /* Host[:port] as RFC 3986 reg-name / IPv4 / [IPv6]: no '/', '@', spaces or controls. */
+
+/*
+ * Does the Host header name base's authority? Compared case-insensitively
+ * (RFC 9110, 4.2.3: scheme and host are case-insensitive), and with or
+ * without the scheme's default port, as RFC 9110, 4.2.1 makes them equal.
+ */
 static bool
-valid_host(const char *h, size_t len)
+host_names(const char *base, const char *host, size_t host_len)
 {
-	if (len == 0 || len > 255)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = h[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':' ||
-		    c == '[' || c == ']' || c == '_'))
-			return false;
-	}
-	return true;
+	bool		 https = strncmp(base, "https://", 8) == 0;
+	const char	*a = base + (https ? 8 : 7), *port = https ? ":443" : ":80";
+	size_t		 alen = strcspn(a, "/"), plen = strlen(port);
+
+	if (host_len == alen && strncasecmp(host, a, alen) == 0)
+		return true;
+	/* The base names the default port and the Host leaves it out... */
+	if (alen > plen && host_len == alen - plen && memcmp(a + host_len, port, plen) == 0 &&
+	    strncasecmp(host, a, host_len) == 0)
+		return true;
+	/* ...or the other way round (an IPv6 literal's last ':' is inside []). */
+	return host_len == alen + plen && memcmp(host + alen, port, plen) == 0 &&
+	    strncasecmp(host, a, alen) == 0;
 }
 
-/* The last element of a comma-separated forwarded list: the one our proxy added. */
-static const char *
-last_element(const char *v, size_t *len)
+static enum public_url_result
+append(struct buf *out, const char *base, const struct public_url_input *in)
 {
-	const char *comma = strrchr(v, ',');
-
-	if (comma != NULL)
-		v = comma + 1;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	*len = strcspn(v, " \t");
-	return v;
+	if (strlen(base) + in->target_len > MAX_URL_LEN)
+		return PUBLIC_URL_TOO_LONG;
+	if (buf_append_str(out, base) == -1 ||
+	    buf_append(out, in->target, in->target_len) == -1)
+		return PUBLIC_URL_NOMEM;
+	return PUBLIC_URL_OK;
 }
 
 enum public_url_result
-public_url_build(const struct public_url_input *in, struct buf *out)
+public_url_candidates(const struct public_url_input *in,
+    struct buf out[MAX_PUBLIC_URLS], size_t *count)
 {
-	const char	*scheme = in->tls ? "https" : "http", *host = in->host;
-	size_t		 host_len = host != NULL ? strlen(host) : 0;
+	bool			 first[MAX_PUBLIC_URLS];
+	size_t			 n = 0, k;
+	enum public_url_result	 r = PUBLIC_URL_OK;
 
-	if (in->public_url != NULL && in->public_url[0] != '\0') {
-		if (strlen(in->public_url) + in->target_len > MAX_URL_LEN)
-			return PUBLIC_URL_TOO_LONG;
-		if (buf_append_str(out, in->public_url) == -1 ||
-		    buf_append(out, in->target, in->target_len) == -1)
-			return PUBLIC_URL_NOMEM;
-		return PUBLIC_URL_OK;
-	}
-	if (public_url_trusted(in->peer, in->trusted, in->trusted_count)) {
-		size_t len;
-
-		if (in->forwarded_proto != NULL) {
-			const char *p = last_element(in->forwarded_proto, &len);
-			if (len == 5 && strncmp(p, "https", 5) == 0)
-				scheme = "https";
-			else if (len == 4 && strncmp(p, "http", 4) == 0)
-				scheme = "http";
-			else
-				return PUBLIC_URL_BAD_HEADER;
-		}
-		if (in->forwarded_host != NULL)
-			host = last_element(in->forwarded_host, &host_len);
-	}
-	if (host == NULL)
-		return PUBLIC_URL_NO_HOST;
-	if (!valid_host(host, host_len))
-		return PUBLIC_URL_BAD_HEADER;
-	if (host_len + in->target_len + 8 > MAX_URL_LEN)
+	*count = 0;
+	if (in->base_count > MAX_PUBLIC_URLS)
 		return PUBLIC_URL_TOO_LONG;
-	if (buf_append_str(out, scheme) == -1 || buf_append_str(out, "://") == -1 ||
-	    buf_append(out, host, host_len) == -1 ||
-	    buf_append(out, in->target, in->target_len) == -1)
-		return PUBLIC_URL_NOMEM;
+	for (k = 0; k < in->base_count; k++)
+		first[k] = in->host != NULL && host_names(in->bases[k], in->host, in->host_len);
+	/* A stable partition: the bases the Host names, then the others. */
+	for (int pass = 1; pass >= 0 && r == PUBLIC_URL_OK; pass--)
+		for (k = 0; k < in->base_count && r == PUBLIC_URL_OK; k++)
+			if (first[k] == (pass == 1))
+				r = append(&out[n++], in->bases[k], in);
+	if (r != PUBLIC_URL_OK) {
+		for (k = 0; k < n; k++)
+			buf_free(&out[k]);
+		return r;
+	}
+	*count = n;
 	return PUBLIC_URL_OK;
 }

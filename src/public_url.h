@@ -1,7 +1,9 @@
 /*
- * The URL Twilio signed: the configured public_url, or scheme and host from
- * the request (X-Forwarded-Proto/-Host only from a trusted proxy), followed
- * by the raw request-target exactly as it arrived; and the client address
+ * The URLs Twilio may have signed: each configured [twilio] public_url
+ * followed by the raw request-target exactly as it arrived. The Host header
+ * may put the bases it names first; it never builds a URL, and a Host that
+ * names none leaves every base to be tried (a load balancer may rewrite it).
+ * Also the trusted-proxy test for peer addresses, and the client address
  * logs show (X-Forwarded-For only from a trusted proxy). Pure.
  */
 #ifndef TWHOOKD_PUBLIC_URL_H
@@ -14,31 +16,32 @@
 
 #include "buf.h"
 #include "config.h"
+#include "defaults.h"
 
 enum public_url_result {
 	PUBLIC_URL_OK = 0,
-	PUBLIC_URL_NO_HOST,	/* no public_url and no usable Host header */
-	PUBLIC_URL_BAD_HEADER,	/* Host or X-Forwarded-* with characters no host has */
-	PUBLIC_URL_TOO_LONG,
+	PUBLIC_URL_TOO_LONG,	/* a base and the target over MAX_URL_LEN */
 	PUBLIC_URL_NOMEM,
 };
 
 struct public_url_input {
-	const char		*public_url;	/* from config, or NULL */
-	bool			 tls;		/* the listener's own scheme */
-	const struct sockaddr	*peer;
-	const struct config_cidr *trusted;
-	size_t			 trusted_count;
-	const char		*host;		/* Host header, or NULL */
-	const char		*forwarded_proto;
-	const char		*forwarded_host;
+	char *const		*bases;		/* config's public_url, validated */
+	size_t			 base_count;	/* 1..MAX_PUBLIC_URLS */
+	const char		*host;		/* Host header (not NUL-terminated), or NULL */
+	size_t			 host_len;
 	const char		*target;	/* raw request-target */
 	size_t			 target_len;
 };
 
+/*
+ * Fill out[0..*count) (zeroed buffers) with base + target for every base:
+ * first those whose authority the Host names (case-insensitively, with or
+ * without the scheme's default port), then the rest, each group in config
+ * order. On failure nothing is left allocated and *count is 0.
+ */
 __attribute__((warn_unused_result))
-enum public_url_result	public_url_build(const struct public_url_input *in,
-			    struct buf *out);
+enum public_url_result	public_url_candidates(const struct public_url_input *in,
+			    struct buf out[MAX_PUBLIC_URLS], size_t *count);
 /* True when addr falls in one of the CIDRs. */
 bool	public_url_trusted(const struct sockaddr *addr, const struct config_cidr *cidrs,
 	    size_t count);

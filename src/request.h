@@ -21,9 +21,7 @@
 /* Headers the pipeline reads; pointers stay valid for the request's life. */
 struct request_headers {
 	const char	*content_type;
-	const char	*host;
-	const char	*forwarded_proto;	/* X-Forwarded-Proto */
-	const char	*forwarded_host;	/* X-Forwarded-Host */
+	const char	*host;			/* orders public_url's bases, never builds one */
 	const char	*signature;		/* X-Twilio-Signature */
 	size_t		 signature_len;
 	const char	*authorization;
@@ -37,9 +35,10 @@ struct request_headers {
 	unsigned	 content_length_count;
 	unsigned	 transfer_encoding_count;
 	unsigned	 signature_count;
+	unsigned	 host_count;
 	bool		 bad_content_length;	/* not a plain decimal number */
-	bool		 bad_value;		/* a header value with CR or LF */
-	bool		 bad_name;		/* not an RFC 9110 token, or a folded line glued on */
+	bool		 bad_value;		/* a header value with CR, LF or NUL */
+	bool		 bad_name;		/* a NUL, not an RFC 9110 token, or a folded line glued on */
 };
 
 struct route;

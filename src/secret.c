@@ -260,22 +260,32 @@ write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
+/* The directory holding path, into dir. 0, or -1 when it does not fit. */
+static int
+dir_of(const char *path, char *dir, size_t dirsz)
+{
+	char	*slash;
+
+	if (snprintf(dir, dirsz, "%s", path) >= (int)dirsz)
+		return -1;
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, dirsz, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	return 0;
+}
+
 /* fsync the directory holding path, so the new name survives a power loss. */
 static int
 fsync_dir(const char *path)
 {
 	char	dir[PATH_MAX];
-	char	*slash;
 	int	fd, rc;
 
-	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+	if (dir_of(path, dir, sizeof(dir)) == -1)
 		return -1;
-	if ((slash = strrchr(dir, '/')) == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
 		return -1;
 	/* Some file systems cannot fsync a directory; nothing more to do there. */
@@ -369,6 +379,35 @@ secret_key_load(const char *path, bool create, struct secret_key **out,
 done:
 	sodium_free(raw);	/* wipes it */
 	return rc;
+}
+
+int
+secret_key_check(const char *path, bool *missing, char *err, size_t errsz)
+{
+	char	 dir[PATH_MAX];
+	uint8_t	*raw;
+	int	 rc;
+
+	*missing = false;
+	if (sodium_init() < 0 || (raw = sodium_malloc(SECRET_KEY_BYTES)) == NULL) {
+		snprintf(err, errsz, "%s: cannot set up secure memory", path);
+		return -1;
+	}
+	rc = key_read(path, raw, missing, err, errsz);
+	sodium_free(raw);	/* wipes it */
+	if (rc == 0 || !*missing)
+		return rc;
+	/* What key_create needs: a directory this user can add a file to. */
+	if (dir_of(path, dir, sizeof(dir)) == -1) {
+		snprintf(err, errsz, "%s: path too long", path);
+		return -1;
+	}
+	if (access(dir, W_OK | X_OK) == -1) {
+		snprintf(err, errsz, "%s: does not exist, and cannot be created in "
+		    "%s: %s", path, dir, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 void

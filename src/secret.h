@@ -28,6 +28,13 @@ struct secret_key;	/* opaque; its bytes live in sodium_malloc memory */
 __attribute__((warn_unused_result))
 int	secret_key_load(const char *path, bool create, struct secret_key **out,
 	    char *err, size_t errsz);
+/*
+ * What secret_key_load(path, true, ...) would make of path, changing nothing:
+ * 0 when the key file is usable, or missing (*missing set) in a directory
+ * where this user could create it; -1 with a message in err otherwise.
+ */
+__attribute__((warn_unused_result))
+int	secret_key_check(const char *path, bool *missing, char *err, size_t errsz);
 /* Build a key from raw bytes (tests). 0 or -1. */
 __attribute__((warn_unused_result))
 int	secret_key_from_bytes(const uint8_t *bytes, size_t len, struct secret_key **out);

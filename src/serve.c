@@ -1,11 +1,14 @@
 /*
- * Startup in a fixed order (config, log, server key, store, TLS, routes,
+ * Startup in a fixed order (config, log, TLS, server key, store, routes,
  * listeners, READY=1), then a signal loop that purges old records hourly.
+ * check-config runs the same loading and checks up to the routes, creating
+ * and writing nothing.
  * SIGTERM: /readyz turns 503 for drain_delay so the load balancer moves
  * away, the listener stops accepting, requests in flight finish (up to
  * shutdown_timeout), and the process exits 0. Fatal errors only before ready.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -54,24 +57,114 @@ print_errors(const struct buf *errors)
 		fwrite(errors->data, 1, errors->len, stderr);
 }
 
+/* Each line of errors as an error log line (serve: the journal sees its priority). */
+static void
+log_errors(const struct buf *errors)
+{
+	const char	*p = errors->data, *end = p + errors->len, *nl;
+
+	for (; p != NULL && p < end; p = nl + 1) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		log_error("%.*s", (int)(nl - p), p);
+	}
+}
+
+/*
+ * The resources a config names, as serve needs them (check == false: the
+ * server key created when missing, the store opened and migrated, the first
+ * failure ends it) or as check-config looks at them (check == true: nothing
+ * created or written, the store read-only, every failure reported, and a
+ * missing key or store that serve would create noted in notes). Failures go
+ * to errors as config_error lines. 0 or -1.
+ */
+static int
+prepare_resources(struct daemon_state *st, bool check, struct buf *errors,
+    struct buf *notes)
+{
+	static const char *const tls_keys[] = {
+		[TLS_PART_CERT] = "tls_cert", [TLS_PART_KEY] = "tls_key",
+		[TLS_PART_PRIORITIES] = "tls_priorities",
+	};
+	const struct config	*cfg = st->cfg;
+	enum tls_part		 bad;
+	char			 err[PATH_MAX + 256];
+	bool			 missing = false;
+	int			 r, rc = 0;
+
+	/* TLS first: it only reads, so a serve that fails here created nothing. */
+	if (cfg->tls && tls_load(cfg->tls_cert, cfg->tls_key, cfg->tls_priorities,
+	    &st->tls, &bad, err, sizeof(err)) == -1) {
+		(void)config_error(cfg, errors, "server", tls_keys[bad], "%s", err);
+		if (!check)
+			return -1;
+		rc = -1;
+	}
+	r = check ? secret_key_check(cfg->server_key_file, &missing, err, sizeof(err)) :
+	    secret_key_load(cfg->server_key_file, true, &st->app.key, err, sizeof(err));
+	if (r == -1) {
+		(void)config_error(cfg, errors, "secrets", "server_key_file", "%s", err);
+		if (!check)
+			return -1;
+		rc = -1;
+	} else if (missing) {
+		(void)config_error(cfg, notes, "secrets", "server_key_file", "%s: not there"
+		    " yet; serve will create it (mode 0600)", cfg->server_key_file);
+	}
+	missing = false;
+	r = check ? store_check(config_store(cfg), &missing, err, sizeof(err)) :
+	    store_open(config_store(cfg), &st->app.store, err, sizeof(err));
+	if (r == -1) {
+		(void)config_error(cfg, errors, "store", "path", "%s", err);
+		rc = -1;
+	} else if (missing) {
+		(void)config_error(cfg, notes, "store", "path", "%s: not there yet; serve"
+		    " will create it", cfg->store_path);
+	}
+	return rc;
+}
+
+/*
+ * Load and validate everything serve needs before it opens a listener: the
+ * config, then what it names (prepare_resources). The one function behind
+ * both serve and check-config, so that a configuration check-config passes
+ * is one serve starts with.
+ */
+static int
+serve_prepare(struct daemon_state *st, const char *config_path, bool check,
+    struct buf *errors, struct buf *notes)
+{
+	if (config_load(config_path, &st->cfg, errors) == -1)
+		return -1;
+	st->app.cfg = st->cfg;
+	if (!check)
+		log_init(st->cfg->log_level);
+	return prepare_resources(st, check, errors, notes);
+}
+
 int
 serve_check_config(const char *config_path)
 {
-	struct config	*cfg = NULL;
-	struct buf	 errors = BUF_INIT;
-	int		 rc = 1;
+	struct daemon_state	 st;
+	struct buf		 errors = BUF_INIT, notes = BUF_INIT;
+	int			 rc = 1;
 
+	memset(&st, 0, sizeof(st));
 	if (sodium_init() < 0) {
 		fprintf(stderr, "twhookd: libsodium failed to initialise\n");
 		return 1;
 	}
-	if (config_load(config_path, &cfg, &errors) == 0) {
+	if (serve_prepare(&st, config_path, true, &errors, &notes) == 0) {
+		if (notes.len > 0)
+			fwrite(notes.data, 1, notes.len, stdout);
 		printf("%s: configuration OK\n", config_path);
 		rc = 0;
 	}
 	print_errors(&errors);
 	buf_free(&errors);
-	config_free(cfg);
+	buf_free(&notes);
+	tls_release(&st.tls);
+	config_free(st.cfg);
 	return rc;
 }
 
@@ -79,17 +172,17 @@ static int
 setup_state(struct daemon_state *st, const char *config_path)
 {
 	struct buf	 errors = BUF_INIT;
-	char		 err[512];
 	struct app	*app = &st->app;
+	int		 rc = -1;
 
-	if (config_load(config_path, &st->cfg, &errors) == -1) {
-		print_errors(&errors);
-		buf_free(&errors);
-		return -1;
+	if (serve_prepare(st, config_path, false, &errors, NULL) == -1) {
+		/* Config errors come before logging is set up; the rest are logged. */
+		if (st->cfg == NULL)
+			print_errors(&errors);
+		else
+			log_errors(&errors);
+		goto done;
 	}
-	buf_free(&errors);
-	log_init(st->cfg->log_level);
-	app->cfg = st->cfg;
 	atomic_init(&app->draining, false);
 	app->tokens[app->token_count++] = (struct signature_key){
 	    (const uint8_t *)st->cfg->auth_token.data, st->cfg->auth_token.len };
@@ -97,20 +190,10 @@ setup_state(struct daemon_state *st, const char *config_path)
 		app->tokens[app->token_count++] = (struct signature_key){
 		    (const uint8_t *)st->cfg->secondary_auth_token.data,
 		    st->cfg->secondary_auth_token.len };
-	if (secret_key_load(st->cfg->server_key_file, true, &app->key, err, sizeof(err)) == -1) {
-		log_error("server key: %s", err);
-		return -1;
-	}
-	if (store_open(config_store(st->cfg), &app->store, err, sizeof(err)) == -1) {
-		log_error("store: %s", err);
-		return -1;
-	}
-	if (st->cfg->tls && tls_load(st->cfg->tls_cert, st->cfg->tls_key,
-	    st->cfg->tls_priorities, &st->tls, err, sizeof(err)) == -1) {
-		log_error("tls: %s", err);
-		return -1;
-	}
-	return pipeline_init(app);
+	rc = pipeline_init(app);
+done:
+	buf_free(&errors);
+	return rc;
 }
 
 /* The PIN flow's sender: the outbox worker and its API client. */
@@ -133,13 +216,11 @@ start_outbox(struct daemon_state *st)
 		.messaging_service_sid = cfg->messaging_service_sid,
 		.ca_file = cfg->api_ca_file,
 	};
-	/* Status callbacks need the public URL Twilio can reach and will sign. */
-	if (cfg->public_url != NULL && cfg->public_url[0] != '\0') {
-		if (buf_append_str(&st->status_callback, cfg->public_url) == -1 ||
-		    buf_append_str(&st->status_callback, cfg->status_route) == -1)
-			return -1;
-		ocfg.status_callback = st->status_callback.data;
-	}
+	/* Status callbacks go to the first public URL: Twilio signs it like a webhook. */
+	if (buf_append_str(&st->status_callback, cfg->public_url.url[0]) == -1 ||
+	    buf_append_str(&st->status_callback, cfg->status_route) == -1)
+		return -1;
+	ocfg.status_callback = st->status_callback.data;
 	if (twilio_api_global_init() == -1) {
 		log_error("libcurl failed to initialise");
 		return -1;

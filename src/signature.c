@@ -281,25 +281,23 @@ body_hash_matches(const char *want, size_t want_len, const uint8_t *body,
 	return sodium_memcmp(hex, want, SHA256_HEX_LEN) == 0;
 }
 
-/* Any URL variant under any key matches: SIGNATURE_OK, else MISMATCH. */
-static enum signature_result
-match_any(const struct signature_check *c)
+/* Does any variant of url under any key give the header? 1, 0, or -1 on error. */
+static int
+match_url(const struct signature_check *c, const struct signature_url *url,
+    const struct buf *tail)
 {
-	struct buf		v[SIGNATURE_MAX_URL_VARIANTS], s = BUF_INIT, tail = BUF_INIT;
-	char			want[SIGNATURE_SHA1_B64_LEN + 1];
-	size_t			n, i, k;
-	enum signature_result	r = SIGNATURE_ERROR;
-	int			match = 0;
+	struct buf	v[SIGNATURE_MAX_URL_VARIANTS], s = BUF_INIT;
+	char		want[SIGNATURE_SHA1_B64_LEN + 1];
+	size_t		n, i, k;
+	int		match = 0, rc = -1;
 
 	memset(v, 0, sizeof(v));
-	/* The parameters are sorted once; only the URL differs between variants. */
-	if ((n = signature_url_variants(c->url, c->url_len, v)) == 0 ||
-	    params_string(c->params, &tail) == -1)
+	if ((n = signature_url_variants(url->data, url->len, v)) == 0)
 		goto done;
 	for (i = 0; i < n; i++) {
 		buf_reset(&s);
 		if (buf_append(&s, v[i].data, v[i].len) == -1 ||
-		    buf_append(&s, tail.data, tail.len) == -1)
+		    buf_append(&s, tail->data, tail->len) == -1)
 			goto done;
 		for (k = 0; k < c->key_count; k++) {
 			if (hmac_b64(s.data, s.len, &c->keys[k], want) != SIGNATURE_OK)
@@ -309,11 +307,34 @@ match_any(const struct signature_check *c)
 			    SIGNATURE_SHA1_B64_LEN) == 0;
 		}
 	}
-	r = match ? SIGNATURE_OK : SIGNATURE_MISMATCH;
+	rc = match;
 done:
 	for (i = 0; i < SIGNATURE_MAX_URL_VARIANTS; i++)
 		buf_free(&v[i]);
 	buf_free(&s);
+	return rc;
+}
+
+/*
+ * Any variant of any URL under any key matches: SIGNATURE_OK, else MISMATCH.
+ * Stopping at the first URL that matches tells a client no more than it
+ * knew: which URL it had signed.
+ */
+static enum signature_result
+match_any(const struct signature_check *c)
+{
+	struct buf		tail = BUF_INIT;
+	enum signature_result	r = SIGNATURE_ERROR;
+	int			m = 0;
+
+	/* The parameters are sorted once; only the URL differs between candidates. */
+	if (params_string(c->params, &tail) == -1)
+		goto done;
+	for (size_t u = 0; u < c->url_count && m == 0; u++)
+		if ((m = match_url(c, &c->urls[u], &tail)) == -1)
+			goto done;
+	r = m == 1 ? SIGNATURE_OK : SIGNATURE_MISMATCH;
+done:
 	buf_free(&tail);
 	return r;
 }
@@ -329,11 +350,14 @@ signature_verify(const struct signature_check *c)
 		return SIGNATURE_MISSING;
 	if (!header_wellformed(c->header, c->header_len))
 		return SIGNATURE_MALFORMED;
-	if (c->keys == NULL || c->key_count == 0)
+	if (c->keys == NULL || c->key_count == 0 || c->urls == NULL || c->url_count == 0)
 		return SIGNATURE_ERROR;
-	/* A non-form body is covered only through bodySHA256 in the URL. */
+	/*
+	 * A non-form body is covered only through bodySHA256 in the URL; every
+	 * candidate carries the same request-target, hence the same query.
+	 */
 	if (c->params == NULL &&
-	    (hash = body_hash_param(c->url, c->url_len, &hash_len)) == NULL)
+	    (hash = body_hash_param(c->urls[0].data, c->urls[0].len, &hash_len)) == NULL)
 		return SIGNATURE_NO_BODY_HASH;
 	if ((r = match_any(c)) != SIGNATURE_OK)
 		return r;

@@ -62,10 +62,16 @@ enum signature_result	signature_compute(const char *url, size_t url_len,
 size_t	signature_url_variants(const char *url, size_t url_len,
 	    struct buf out[SIGNATURE_MAX_URL_VARIANTS]);
 
+/* One URL Twilio may have signed (not NUL-terminated). */
+struct signature_url {
+	const char	*data;
+	size_t		 len;
+};
+
 /* Everything signature_verify needs; the caller owns all memory. */
 struct signature_check {
-	const char			*url;		/* public URL + raw request-target */
-	size_t				 url_len;
+	const struct signature_url	*urls;		/* public URL + raw request-target, */
+	size_t				 url_count;	/* one or more, tried in order */
 	const struct form		*params;	/* decoded form body; NULL for a non-form body */
 	const uint8_t			*body;		/* raw body (for bodySHA256 when params == NULL) */
 	size_t				 body_len;
@@ -76,10 +82,14 @@ struct signature_check {
 };
 
 /*
- * Accept when any URL variant under any key matches the header, compared in
- * constant time (sodium_memcmp). For a non-form body (params == NULL) the URL
- * must carry bodySHA256 = lower-case hex SHA-256 of the body, and only the URL
- * is signed.
+ * Accept when any variant of any URL under any key matches the header,
+ * compared in constant time (sodium_memcmp). The URLs are tried in order, and
+ * all the variants and keys of one URL are tried before the next: at most
+ * url_count * SIGNATURE_MAX_URL_VARIANTS * key_count HMACs, fewer when an
+ * early URL matches. The URLs must differ only in what precedes the
+ * request-target. For a non-form body (params == NULL) the URL must carry
+ * bodySHA256 = lower-case hex SHA-256 of the body, and only the URL is
+ * signed.
  */
 __attribute__((warn_unused_result))
 enum signature_result	signature_verify(const struct signature_check *c);

@@ -17,6 +17,16 @@ store_open(const struct store_config *cfg, struct store **out, char *err, size_t
 	return -1;
 }
 
+int
+store_check(const struct store_config *cfg, bool *missing, char *err, size_t errsz)
+{
+	*missing = false;
+	if (strcmp(cfg->driver, "sqlite") == 0)
+		return store_sqlite_check(cfg, missing, err, errsz);
+	snprintf(err, errsz, "unknown store driver %s", cfg->driver);
+	return -1;
+}
+
 void
 store_close(struct store *s)
 {

@@ -34,6 +34,16 @@ struct store_config {
 __attribute__((warn_unused_result))
 int	store_open(const struct store_config *cfg, struct store **out, char *err,
 	    size_t errsz);
+/*
+ * What store_open would make of cfg, changing nothing (check-config): for
+ * SQLite an existing database is opened read-only, its schema must be one
+ * this build knows, and this user must be able to write it and its
+ * directory; a missing one (*missing set) needs a directory this user can
+ * create it in. 0, or -1 with a message in err. Never logs.
+ */
+__attribute__((warn_unused_result))
+int	store_check(const struct store_config *cfg, bool *missing, char *err,
+	    size_t errsz);
 /* Close every connection; accepts NULL. */
 void	store_close(struct store *s);
 /*

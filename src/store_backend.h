@@ -55,9 +55,12 @@ struct store {
 	const struct store_ops	*ops;
 };
 
-/* Each backend's open: store_open's contract, cfg->driver already matched. */
+/* Each backend's open and check: store.h's contracts, cfg->driver already matched. */
 __attribute__((warn_unused_result))
 int	store_sqlite_open(const struct store_config *cfg, struct store **out, char *err,
+	    size_t errsz);
+__attribute__((warn_unused_result))
+int	store_sqlite_check(const struct store_config *cfg, bool *missing, char *err,
 	    size_t errsz);
 
 #endif

@@ -1,13 +1,21 @@
 /*
  * store.h on SQLite, the schema: its tables and the migrations between
  * versions, run in one transaction at store_open. A database written by a
- * newer release is refused, never touched.
+ * newer release is refused, never touched. store_sqlite_check looks at a
+ * database read-only, for check-config.
  */
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
+#include "defaults.h"
+#include "store_backend.h"
 #include "store_sqlite.h"
 
 /*
@@ -163,3 +171,142 @@ done:
 	return rc;
 }
 
+
+/* Can this user create files in the directory holding path (the -wal, -shm)? */
+static int
+dir_writable(const char *path, char *dir, size_t dirsz, char *err, size_t errsz)
+{
+	char	*slash;
+
+	if (snprintf(dir, dirsz, "%s", path) >= (int)dirsz) {
+		snprintf(err, errsz, "path too long");
+		return -1;
+	}
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, dirsz, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	if (access(dir, W_OK | X_OK) == -1) {
+		snprintf(err, errsz, "cannot create files in %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * "file:" URI for path (RFC 3986 percent-encoding, as sqlite3_open_v2 with
+ * SQLITE_OPEN_URI reads it), then query. 0, or -1 when it does not fit.
+ */
+static int
+file_uri(const char *path, const char *query, char *out, size_t outsz)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t		  n = 0;
+
+	if (outsz < 6)
+		return -1;
+	memcpy(out, "file:", 5);
+	n = 5;
+	for (const unsigned char *p = (const unsigned char *)path; *p != '\0'; p++) {
+		bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("/-._~", *p) != NULL;
+
+		if (n + 4 > outsz)
+			return -1;
+		if (plain) {
+			out[n++] = (char)*p;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		}
+	}
+	if (n + strlen(query) + 1 > outsz)
+		return -1;
+	memcpy(out + n, query, strlen(query) + 1);
+	return 0;
+}
+
+/*
+ * Read-only: a database another twhookd is serving from must not be migrated
+ * or checkpointed by a configuration check. A read-only connection to a WAL
+ * database still creates the -wal and -shm files when they are missing
+ * (sqlite.org/wal.html, "Read-Only Databases"), unless the database is opened
+ * immutable. Without a -wal file every commit is in the database file itself
+ * (the last connection to close checkpointed it), so immutable reads the
+ * truth; with one, the -shm is there too and nothing new is created.
+ */
+static int
+schema_check(const char *path, char *err, size_t errsz)
+{
+	char	 uri[3 * PATH_MAX + 32], wal[PATH_MAX + 8];
+	sqlite3	*db = NULL;
+	int	 version = 0, rc = -1;
+	bool	 has_wal;
+
+	if (snprintf(wal, sizeof(wal), "%s-wal", path) >= (int)sizeof(wal) ||
+	    file_uri(path, (has_wal = access(wal, F_OK) == 0) ? "?mode=ro" :
+	    "?mode=ro&immutable=1", uri, sizeof(uri)) == -1) {
+		snprintf(err, errsz, "path too long");
+		return -1;
+	}
+	if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
+	    SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
+		snprintf(err, errsz, "%s", db != NULL ? sqlite3_errmsg(db) : "out of memory");
+		goto done;
+	}
+	(void)sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+	if (pragma_get(db, "PRAGMA user_version", NULL, 0, &version, err, errsz) == -1)
+		goto done;
+	if (version < 0 || version > SQ_SCHEMA_VERSION) {
+		snprintf(err, errsz, "schema version %d is not one this twhookd "
+		    "knows (at most %d): written by a newer release?", version,
+		    SQ_SCHEMA_VERSION);
+		goto done;
+	}
+	rc = 0;
+done:
+	sqlite3_close(db);
+	return rc;
+}
+
+int
+store_sqlite_check(const struct store_config *cfg, bool *missing, char *err, size_t errsz)
+{
+	const char	*path = cfg->path;
+	struct stat	st;
+	char		dir[PATH_MAX], msg[PATH_MAX + 128];
+	int		rc = -1;
+
+	*missing = false;
+	if (lstat(path, &st) == -1) {
+		if (errno != ENOENT) {
+			snprintf(msg, sizeof(msg), "%s", strerror(errno));
+			goto done;
+		}
+		*missing = true;
+		if (dir_writable(path, dir, sizeof(dir), msg, sizeof(msg)) == -1)
+			goto done;
+		return 0;
+	}
+	if (S_ISLNK(st.st_mode) || !S_ISREG(st.st_mode)) {
+		snprintf(msg, sizeof(msg), "%s", S_ISLNK(st.st_mode) ?
+		    "is a symbolic link (refused)" : "not a regular file");
+		goto done;
+	}
+	if (access(path, R_OK | W_OK) == -1) {
+		snprintf(msg, sizeof(msg), "serve must read and write it: %s",
+		    strerror(errno));
+		goto done;
+	}
+	if (dir_writable(path, dir, sizeof(dir), msg, sizeof(msg)) == -1 ||
+	    schema_check(path, msg, sizeof(msg)) == -1)
+		goto done;
+	rc = 0;
+done:
+	if (rc == -1)
+		snprintf(err, errsz, "%s: %s", path, msg);
+	return rc;
+}

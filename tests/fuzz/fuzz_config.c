@@ -46,9 +46,12 @@ check_valid(const struct config *c)
 		abort();
 	if (c->tls && (c->tls_cert == NULL || c->tls_key == NULL))
 		abort();
-	if (!c->tls && (c->public_url == NULL ||
-	    strncmp(c->public_url, "https://", 8) != 0))
+	if (c->public_url.count == 0 || c->public_url.count > MAX_PUBLIC_URLS)
 		abort();
+	for (size_t i = 0; i < c->public_url.count; i++)
+		if (c->public_url.url[i] == NULL || (!c->tls &&
+		    strncmp(c->public_url.url[i], "https://", 8) != 0))
+			abort();
 	if (c->auth_token_file == NULL && c->auth_token.data == NULL)
 		abort();
 	if (c->max_body < MIN_BODY_LIMIT || c->max_body > MAX_BODY_LIMIT)

@@ -65,7 +65,7 @@ check_verify(struct signature_check *c)
 		abort();
 	if (c->params == NULL)
 		return;		/* a JSON body's hash cannot be forged by design */
-	if (signature_compute(c->url, c->url_len, c->params, &keys[1], sig) !=
+	if (signature_compute(c->urls[0].data, c->urls[0].len, c->params, &keys[1], sig) !=
 	    SIGNATURE_OK)
 		abort();
 	c->header = sig;
@@ -78,6 +78,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct signature_check	c;
+	struct signature_url	u;
 	struct form		f = FORM_INIT;
 	const char		*url = (const char *)data, *hdr, *body = NULL;
 	size_t			url_len = size, hdr_len = 0, body_len = 0;
@@ -86,8 +87,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		body = split(hdr, &hdr_len, &body_len);
 	check_variants(url, url_len);
 	memset(&c, 0, sizeof(c));
-	c.url = url;
-	c.url_len = url_len;
+	u = (struct signature_url){ url, url_len };
+	c.urls = &u;
+	c.url_count = 1;
 	c.header = hdr;
 	c.header_len = hdr_len;
 	c.body = (const uint8_t *)body;

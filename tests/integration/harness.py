@@ -264,6 +264,8 @@ class Daemon:
             "twilio": {
                 "account_sid": self.account_sid,
                 "auth_token_file": str(self.dir / "auth_token"),
+                # The URL the suite's requests reach and sign; required.
+                "public_url": f"https://127.0.0.1:{self.port}",
             },
             "store": {"path": str(self.db_path)},
             "secrets": {"server_key_file": str(self.server_key_path)},
@@ -340,6 +342,7 @@ class Daemon:
     def wait_ready(self, timeout=READY_TIMEOUT):
         deadline = time.monotonic() + timeout
         last = None
+        logged = len(self.access_lines())
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(
@@ -348,6 +351,7 @@ class Daemon:
             try:
                 r = requests.get(self.url("/healthz"), verify=self.cert, timeout=1)
                 if r.status_code == 200:
+                    self._wait_probe_logged(logged, deadline)
                     return
                 last = f"status {r.status_code}"
             except requests.RequestException as e:
@@ -356,6 +360,17 @@ class Daemon:
         self.kill()
         raise AssertionError(f"twhookd not ready within {timeout}s ({last}); "
                              f"log:\n{self.log_tail()}")
+
+    def _wait_probe_logged(self, logged, deadline):
+        """The probe's access line is written once its answer has left: wait
+        (bounded) for a line past the first `logged` ones, so a test counting
+        log lines starts from a quiet log."""
+        if self.sections.get("log", {}).get("level", "info") not in ("info", "debug"):
+            return
+        while time.monotonic() < deadline:
+            if any("route=healthz" in l for l in self.access_lines()[logged:]):
+                return
+            time.sleep(0.02)
 
     def signal(self, sig):
         self.proc.send_signal(sig)

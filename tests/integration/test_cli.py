@@ -3,11 +3,14 @@ cross-checked against Twilio's RequestValidator in both directions, and the
 user subcommands (add, list, remove, import)."""
 
 import re
+import sqlite3
+import subprocess
 from urllib.parse import quote, urlencode
 
 import pytest
 
-from harness import body_sha256, oracle_valid, sign, write_secret
+from harness import (ALICE, BIN, READY_TIMEOUT, body_sha256, oracle_valid, sign,
+                     write_secret)
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 
@@ -172,6 +175,194 @@ def test_missing_config_file(twhookd, tmp_path):
     r = twhookd("check-config", "-c", tmp_path / "absent.ini")
     assert r.returncode != 0
     assert r.stderr.strip()
+
+
+# ------------------------------------- check-config checks what serve loads
+
+def openssl(*args):
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True,
+                   timeout=30)
+
+
+def set_key(d, section, key, value):
+    """Set [section] key in d's config; returns the key's 1-based line."""
+    d.merge_config({section: {key: str(value)}})
+    d.write_config()
+    lines = lines_of(d)
+    return lines.index(f"{key} = {value}", lines.index(f"[{section}]")) + 1
+
+
+def assert_refused(r, d, line, *words):
+    """Exit 1 and one stderr line FILE:LINE: carrying every word."""
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    prefix = f"{d.cfg_path}:{line}:" if line else f"{d.cfg_path}:"
+    hits = [l for l in r.stderr.splitlines()
+            if l.startswith(prefix) and all(w in l for w in words)]
+    assert hits, f"no line starting {prefix!r} with {words} in:\n{r.stderr}"
+    assert "configuration OK" not in r.stdout
+
+
+def serve_refuses(d, *words):
+    """serve, given the same config, exits 1 before ready and says why."""
+    r = subprocess.run([str(BIN), "serve", "-c", str(d.cfg_path)], capture_output=True,
+                       text=True, timeout=READY_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert any(all(w in l for w in words) for l in r.stderr.splitlines()), r.stderr
+
+
+@pytest.fixture
+def tls_files(tmp_path, tls_cert):
+    """Copies of the suite's certificate and key, and a second key that does
+    not match the certificate."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(tls_cert[0].read_bytes())
+    key.write_bytes(tls_cert[1].read_bytes())
+    key.chmod(0o600)
+    other = tmp_path / "other-key.pem"
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-out", other)
+    other.chmod(0o600)
+    return cert, key, other
+
+
+def test_check_config_changes_nothing(cfgd):
+    # Neither the server key nor the store exists yet: check-config says
+    # serve will create them, and creates neither.
+    assert not cfgd.server_key_path.exists() and not cfgd.db_path.exists()
+    r = check(cfgd)
+    assert r.returncode == 0, r.stderr
+    assert f"{cfgd.server_key_path}: not there yet; serve will create it" in r.stdout
+    assert f"{cfgd.db_path}: not there yet; serve will create it" in r.stdout
+    assert r.stdout.endswith("configuration OK\n"), r.stdout
+    assert not cfgd.server_key_path.exists() and not cfgd.db_path.exists()
+
+
+def test_check_config_existing_store_read_only(cfgd):
+    # A store a stopped daemon left (no -wal file): opened read-only and
+    # immutable, so no -wal or -shm file appears and nothing is migrated.
+    cfgd.add_user(ALICE, "alice")
+    wal, shm = (cfgd.db_path.with_name(cfgd.db_path.name + s) for s in ("-wal", "-shm"))
+    assert cfgd.db_path.exists() and not wal.exists()
+    before = cfgd.db_path.read_bytes()
+    r = check(cfgd)
+    assert r.returncode == 0, r.stderr
+    assert f"{cfgd.db_path}: not there yet" not in r.stdout
+    assert not wal.exists() and not shm.exists()
+    assert cfgd.db_path.read_bytes() == before
+
+
+def test_check_config_while_serving(daemon_factory):
+    d = daemon_factory.make(name="cli-live")
+    r = check(d)
+    assert r.returncode == 0, r.stderr
+    assert d.get("/healthz").status_code == 200
+
+
+def test_missing_certificate(cfgd, tmp_path):
+    n = set_key(cfgd, "server", "tls_cert", tmp_path / "absent-cert.pem")
+    assert_refused(check(cfgd), cfgd, n, "[server] tls_cert:", "absent-cert.pem",
+                   "No such file")
+
+
+def test_missing_key(cfgd, tmp_path):
+    n = set_key(cfgd, "server", "tls_key", tmp_path / "absent-key.pem")
+    assert_refused(check(cfgd), cfgd, n, "[server] tls_key:", "absent-key.pem",
+                   "No such file")
+
+
+def test_garbage_certificate(cfgd, tmp_path):
+    bad = tmp_path / "garbage-cert.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n"
+                   "-----END CERTIFICATE-----\n")
+    n = set_key(cfgd, "server", "tls_cert", bad)
+    assert_refused(check(cfgd), cfgd, n, "[server] tls_cert:", str(bad),
+                   "not a PEM certificate")
+
+
+def test_garbage_key(cfgd, tmp_path):
+    bad = write_secret(tmp_path / "garbage-key.pem", "this is no key")
+    n = set_key(cfgd, "server", "tls_key", bad)
+    assert_refused(check(cfgd), cfgd, n, "[server] tls_key:", str(bad),
+                   "not a PEM private key")
+
+
+def test_key_does_not_match_certificate(cfgd, tls_files):
+    cert, _, other = tls_files
+    set_key(cfgd, "server", "tls_cert", cert)
+    n = set_key(cfgd, "server", "tls_key", other)
+    assert_refused(check(cfgd), cfgd, n, "[server] tls_key:", str(other),
+                   "does not match the certificate")
+    serve_refuses(cfgd, "[server] tls_key:", "does not match the certificate")
+
+
+def test_tls_key_readable_by_others(cfgd, tls_files):
+    cert, key, _ = tls_files
+    set_key(cfgd, "server", "tls_cert", cert)
+    n = set_key(cfgd, "server", "tls_key", key)
+    assert check(cfgd).returncode == 0
+    for mode in (0o644, 0o640, 0o604):
+        key.chmod(mode)
+        assert_refused(check(cfgd), cfgd, n, "[server] tls_key:", str(key),
+                       f"mode {mode:04o}", "chmod 600")
+    serve_refuses(cfgd, "[server] tls_key:", "chmod 600")
+
+
+def test_server_key_readable_by_others(cfgd):
+    cfgd.server_key_path.write_bytes(b"k" * 32)
+    cfgd.server_key_path.chmod(0o644)
+    r = check(cfgd)
+    # server_key_file is set in the harness's config: its line is known.
+    n = line_no(lines_of(cfgd), "server_key_file =")
+    assert_refused(r, cfgd, n, "[secrets] server_key_file:", str(cfgd.server_key_path),
+                   "mode 0644", "chmod 600")
+    serve_refuses(cfgd, "[secrets] server_key_file:", "chmod 600")
+
+
+def test_server_key_directory_missing(cfgd, tmp_path):
+    path = tmp_path / "no-such-dir" / "server.key"
+    n = set_key(cfgd, "secrets", "server_key_file", path)
+    assert_refused(check(cfgd), cfgd, n, "[secrets] server_key_file:", str(path),
+                   "cannot be created")
+    assert not path.parent.exists()
+
+
+def test_store_directory_missing(cfgd, tmp_path):
+    path = tmp_path / "no-such-dir" / "twhookd.db"
+    n = set_key(cfgd, "store", "path", path)
+    assert_refused(check(cfgd), cfgd, n, "[store] path:", str(path),
+                   "No such file or directory")
+    assert not path.parent.exists()
+    serve_refuses(cfgd, "[store] path:", str(path))
+
+
+def test_store_not_a_database(cfgd):
+    cfgd.db_path.write_text("not a database\n" * 20)
+    cfgd.db_path.chmod(0o600)
+    n = set_key(cfgd, "store", "path", cfgd.db_path)
+    assert_refused(check(cfgd), cfgd, n, "[store] path:", str(cfgd.db_path),
+                   "not a database")
+
+
+def test_store_from_a_newer_release(cfgd):
+    cfgd.add_user(ALICE, "alice")
+    conn = sqlite3.connect(str(cfgd.db_path))
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+    n = set_key(cfgd, "store", "path", cfgd.db_path)
+    assert_refused(check(cfgd), cfgd, n, "[store] path:", "schema version 99")
+
+
+def test_every_resource_error_in_one_run(cfgd, tmp_path):
+    a = set_key(cfgd, "server", "tls_cert", tmp_path / "absent-cert.pem")
+    cfgd.server_key_path.write_bytes(b"k" * 32)
+    cfgd.server_key_path.chmod(0o640)
+    b = line_no(lines_of(cfgd), "server_key_file =")
+    c = set_key(cfgd, "store", "path", tmp_path / "nope" / "x.db")
+    r = check(cfgd)
+    assert r.returncode == 1
+    for n, key in ((a, "tls_cert"), (b, "server_key_file"), (c, "path")):
+        assert f"{cfgd.cfg_path}:{n}: [" in r.stderr and key in r.stderr, (n, r.stderr)
 
 
 # --------------------------------------------------------------- sign / verify

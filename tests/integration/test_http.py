@@ -185,9 +185,56 @@ def test_metrics_carry_no_secrets(live):
         assert t not in r.text
 
 
-def test_admin_unknown_path(live):
+# The token comes before the route: without it every path, known or not,
+# answers the same 401, so the routes cannot be discovered.
+@pytest.mark.parametrize("bearer", [False, "Bearer wrong-token"])
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/v1/nope"),                        # unknown path
+    ("POST", "/v1/reset-tokens"),               # a prefix of a route
+    ("GET", "/metrics"),                        # known route
+    ("POST", "/v1/pins/verify"),                # known route
+    ("GET", "/v1/pins/verify"),                 # known path, wrong method
+])
+def test_admin_token_before_route(live, bearer, method, path):
+    headers = {"Authorization": bearer} if bearer else {}
+    r = requests.request(method, live.admin_url(path), headers=headers,
+                         timeout=HTTP_TIMEOUT)
+    assert r.status_code == 401, (method, path, r.status_code, r.text)
+    assert r.json() == {"error": "bearer token required"}
+    assert "Allow" not in r.headers
+
+
+def test_admin_unknown_path_with_token_is_404(live):
     r = live.admin_get("/v1/nope")
-    assert r.status_code in (401, 404), (r.status_code, r.text)
+    assert r.status_code == 404, (r.status_code, r.text)
+
+
+def test_admin_wrong_method_with_token_is_405(live):
+    r = requests.get(live.admin_url("/v1/pins/verify"), timeout=HTTP_TIMEOUT,
+                     headers={"Authorization": f"Bearer {live.admin_token}"})
+    assert r.status_code == 405, (r.status_code, r.text)
+    assert r.headers.get("Allow") == "POST"
+
+
+def test_admin_bad_framing_before_token(live):
+    # Framing comes first: two Content-Length headers are 400 (and closed)
+    # even without a token.
+    with socket.create_connection(("127.0.0.1", live.admin_port), timeout=5) as s:
+        s.settimeout(5)
+        s.sendall(b"POST /v1/nope HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}")
+        data, closed = b"", False
+        for _ in range(100):
+            try:
+                chunk = s.recv(4096)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                closed = True
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400"), data[:200]
+    assert closed, "connection left open after bad framing"
 
 
 def test_admin_does_not_serve_webhooks(live):

@@ -116,7 +116,8 @@ def test_known_number_gets_sms(pind, fake):
     validity = req.form.get("ValidityPeriod", "")
     assert re.fullmatch(r"[1-9][0-9]*", validity), validity
     assert int(validity) <= 600            # default ttl 10m
-    assert "StatusCallback" not in req.form     # no public_url configured
+    # public_url is always set: status callbacks go to the first one.
+    assert req.form["StatusCallback"] == pind.url("/sms/status"), req.form
     assert pin not in r.text
 
 

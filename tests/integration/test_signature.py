@@ -5,7 +5,7 @@ one a registered number sent, so a daemon that let it through would answer
 with a reset token: each 403 case also checks that no token was issued.
 """
 
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 
@@ -219,6 +219,98 @@ def test_untrusted_forwarded_headers_ignored(live):
                          headers={"X-Forwarded-Proto": "http",
                                   "X-Forwarded-Host": "evil.example"})
     assert_accepted(r)
+
+
+# ------------------------------------------ the Host header never builds the URL
+
+@pytest.mark.parametrize("signed_for", [
+    "https://evil.example/sms/reset",
+    "https://other-app.example:8443/sms/reset",
+    "http://127.0.0.1:{port}/sms/reset",            # another scheme
+    "https://127.0.0.1:{port}/other/sms/reset",     # another path prefix
+])
+@pytest.mark.parametrize("host", ["signed", "ours", "none"])
+def test_url_not_configured_refused_whatever_the_host(live, signed_for, host):
+    """A request signed for another app of the same account (a URL not in
+    public_url) is refused, even with a Host naming the signed URL's host:
+    the Host only picks among configured URLs."""
+    url = signed_for.format(port=live.port)
+    headers = {"signed": {"Host": urlsplit(url).netloc},
+               "ours": {},
+               "none": {"Host": ""}}[host]
+    p = live.params(ALICE)
+    sig = sign(live.auth_token, url, p)
+    assert not oracle_valid(live.auth_token, live.url(), p, sig), \
+        "test vector disagrees with the oracle"
+    before = live.count_tokens()
+    r = live.post_signed(p, signature=sig, headers=headers)
+    assert_forbidden(live, r, before)
+
+
+@pytest.mark.parametrize("host", [
+    "lb-rewrote-this.internal",     # a load balancer set its own Host
+    "127.0.0.1",                    # the port dropped
+    "10.0.0.7:8443",
+])
+def test_host_matching_no_url_still_validates(live, host):
+    """When the Host names no configured URL, every configured URL is tried:
+    a load balancer that rewrites Host breaks nothing."""
+    r = live.post_signed(live.params(ALICE), headers={"Host": host})
+    assert_accepted(r)
+
+
+# ------------------------------------------------ several configured URLs
+
+URL_A = "https://sms-a.example.test"
+URL_B = "https://sms-b.example.test:8443/app"
+
+
+@pytest.fixture(scope="module")
+def multi(module_daemon_factory):
+    return module_daemon_factory.make(
+        config={"twilio": {"public_url": f"{URL_A} {URL_B}/"}},
+        users={ALICE: "alice"}, name="multi")
+
+
+@pytest.mark.parametrize("base", [URL_A, URL_B])
+@pytest.mark.parametrize("host", ["own", "other", "unrelated", "default"])
+def test_each_configured_url_validates(multi, base, host):
+    """Each URL of the list validates, whichever Host arrives: its own, the
+    other configured one (a load balancer fronting both names), one naming
+    neither, or the client's own (127.0.0.1:port)."""
+    own = urlsplit(base).netloc
+    other = urlsplit(URL_B if base == URL_A else URL_A).netloc
+    headers = {"own": {"Host": own}, "other": {"Host": other},
+               "unrelated": {"Host": "lb.internal"}, "default": {}}[host]
+    p = multi.params(ALICE)
+    sig = sign(multi.auth_token, base + "/sms/reset", p)
+    assert_accepted(multi.post_signed(p, signature=sig, headers=headers))
+
+
+def test_configured_url_with_default_port_variant(multi):
+    # Twilio's add-port rule still holds for each URL of the list.
+    p = multi.params(ALICE)
+    sig = sign(multi.auth_token, "https://sms-a.example.test:443/sms/reset", p)
+    assert_accepted(multi.post_signed(p, signature=sig,
+                                      headers={"Host": "sms-a.example.test"}))
+
+
+@pytest.mark.parametrize("signed_for", [
+    "https://sms-c.example.test/sms/reset",               # not in the list
+    "https://sms-b.example.test:8443/sms/reset",          # B without its prefix
+    "https://sms-b.example.test:9443/app/sms/reset",      # B on another port
+    "https://127.0.0.1:{port}/sms/reset",                 # the address it listens on
+])
+def test_url_outside_the_list_refused(multi, signed_for):
+    url = signed_for.format(port=multi.port)
+    p = multi.params(ALICE)
+    sig = sign(multi.auth_token, url, p)
+    for base in (URL_A, URL_B):
+        assert not oracle_valid(multi.auth_token, base + "/sms/reset", p, sig), \
+            "test vector disagrees with the oracle"
+    before = multi.count_tokens()
+    r = multi.post_signed(p, sign_url=url, headers={"Host": urlsplit(url).netloc})
+    assert_forbidden(multi, r, before)
 
 
 # ------------------------------------------- URL variants, judged by the oracle

@@ -22,18 +22,23 @@
 
 #define NAME	"t.ini"
 
-/* Ten lines; appended cases start on line 11. */
-#define MINIMAL \
+#define MINIMAL_HEAD \
 	"[server]\n"							\
 	"tls_cert = cert.pem\n"						\
 	"tls_key = key.pem\n"						\
 	"[twilio]\n"							\
 	"account_sid = AC0123456789abcdef0123456789abcdef\n"		\
-	"auth_token_file = auth-token\n"				\
+	"auth_token_file = auth-token\n"
+#define MINIMAL_TAIL \
 	"[reset]\n"							\
 	"link = https://example.com/reset?token={token}\n"		\
 	"[admin]\n"							\
 	"token_file = admin-token\n"
+/* Eleven lines; appended cases start on line 12. */
+#define MINIMAL \
+	MINIMAL_HEAD "public_url = https://sms.example.com\n" MINIMAL_TAIL
+/* Ten lines, all but public_url: for cases that set it, from line 11. */
+#define MINIMAL_NO_URL	MINIMAL_HEAD MINIMAL_TAIL
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -111,7 +116,8 @@ test_defaults(void **state)
 	assert_null(c->auth_token.data);	/* files are read by config_load */
 	assert_null(c->secondary_auth_token_file);
 	assert_null(c->secondary_auth_token.data);
-	assert_null(c->public_url);
+	assert_int_equal(c->public_url.count, 1);
+	assert_string_equal(c->public_url.url[0], "https://sms.example.com");
 	assert_string_equal(c->api_base_url, DEFAULT_API_BASE_URL);
 	assert_null(c->from_number);
 	assert_null(c->messaging_service_sid);
@@ -157,194 +163,183 @@ static const struct {
 	const char	*extra;
 	const char	*want;
 } bad_values[] = {
-	{ "[server]\nthreads = 257\n", NAME ":12: [server] threads: '257' is out of range (0 to 256)\n" },
-	{ "[server]\nthreads = -1\n", NAME ":12: [server] threads: '-1' is not a whole number\n" },
-	{ "[server]\nthreads = +1\n", NAME ":12: [server] threads: '+1' is not a whole number\n" },
-	{ "[server]\nthreads = 4x\n", NAME ":12: [server] threads: '4x' is not a whole number\n" },
-	{ "[server]\nthreads = 0x10\n", NAME ":12: [server] threads: '0x10' is not a whole number\n" },
-	{ "[server]\nthreads = 99999999999999999999999\n", NAME ":12: [server] threads: '99999999999999999999999' is out of range (0 to 256)\n" },
-	{ "[server]\nmax_connections = 0\n", NAME ":12: [server] max_connections: '0' is out of range (1 to 65536)\n" },
-	{ "[server]\nmax_connections_per_ip = 70000\n", NAME ":12: [server] max_connections_per_ip: '70000' is out of range (0 to 65536)\n" },
-	{ "[server]\nrequest_timeout = 0\n", NAME ":12: [server] request_timeout: '0' is out of range (1s to 10m)\n" },
-	{ "[server]\nrequest_timeout = 11m\n", NAME ":12: [server] request_timeout: '11m' is out of range (1s to 10m)\n" },
-	{ "[server]\nrequest_timeout = 10x\n", NAME ":12: [server] request_timeout: '10x' is not a duration (such as 30s, 15m or 1h)\n" },
-	{ "[server]\nrequest_timeout = 1h30m\n", NAME ":12: [server] request_timeout: '1h30m' is not a duration (such as 30s, 15m or 1h)\n" },
-	{ "[server]\nrequest_timeout = s\n", NAME ":12: [server] request_timeout: 's' is not a duration (such as 30s, 15m or 1h)\n" },
-	{ "[server]\nrequest_timeout = 18446744073709551615h\n", NAME ":12: [server] request_timeout: '18446744073709551615h' is out of range (1s to 10m)\n" },
-	{ "[server]\nidle_timeout = 0\n", NAME ":12: [server] idle_timeout: '0' is out of range (1s to 10m)\n" },
-	{ "[server]\nidle_timeout = 20s\n", NAME ":12: [server] idle_timeout: idle_timeout (20s) must not exceed request_timeout (10s)\n" },
-	{ "[server]\nrequest_timeout = 3s\n", NAME ":12: [server] request_timeout: idle_timeout (5s) must not exceed request_timeout (3s)\n" },
-	{ "[server]\nreuse_port = sometimes\n", NAME ":12: [server] reuse_port: 'sometimes' is not on or off\n" },
-	{ "[server]\nmax_body = 512\n", NAME ":12: [server] max_body: '512' is out of range (1k to 1m)\n" },
-	{ "[server]\nmax_body = 2m\n", NAME ":12: [server] max_body: '2m' is out of range (1k to 1m)\n" },
-	{ "[server]\nmax_body = 16kb\n", NAME ":12: [server] max_body: '16kb' is not a size (such as 16k or 1m)\n" },
-	{ "[server]\ndrain_delay = -5s\n", NAME ":12: [server] drain_delay: '-5s' is not a duration (such as 30s, 15m or 1h)\n" },
-	{ "[server]\nshutdown_timeout = 2h\n", NAME ":12: [server] shutdown_timeout: '2h' is out of range (1s to 1h)\n" },
-	{ "[server]\ntls = maybe\n", NAME ":12: [server] tls: 'maybe' is not on or off\n" },
-	{ "[server]\nlisten = 127.0.0.1\n", NAME ":12: [server] listen: '127.0.0.1' is not address:port (such as 0.0.0.0:8443 or [::]:8443)\n" },
-	{ "[server]\nlisten = localhost:8443\n", NAME ":12: [server] listen: 'localhost' is not an IP address (host names are not resolved)\n" },
-	{ "[server]\nlisten = ::1:8443\n", NAME ":12: [server] listen: '::1:8443': an IPv6 address needs brackets, as in [::1]:8443\n" },
-	{ "[server]\nlisten = 127.0.0.1:0\n", NAME ":12: [server] listen: '0' is not a port (1 to 65535)\n" },
-	{ "[server]\nlisten = 127.0.0.1:65536\n", NAME ":12: [server] listen: '65536' is not a port (1 to 65535)\n" },
-	{ "[server]\nlisten = [::1]8443\n", NAME ":12: [server] listen: '[::1]8443' is not address:port (such as 0.0.0.0:8443 or [::]:8443)\n" },
-	{ "[server]\nlisten = [127.0.0.1]:8443\n", NAME ":12: [server] listen: '127.0.0.1' is not an IP address (host names are not resolved)\n" },
-	{ "[server]\nlisten =\n", NAME ":12: [server] listen: needs a value\n" },
-	{ "[server]\ntls_priorities = NORMAL\x01\n", NAME ":12: [server] tls_priorities: contains a control character\n" },
-	{ "[twilio]\npublic_url = ftp://example.com\n", NAME ":12: [twilio] public_url: 'ftp://example.com' must start with https:// or http://\n" },
-	{ "[twilio]\npublic_url = HTTPS://example.com\n", NAME ":12: [twilio] public_url: 'HTTPS://example.com' must start with https:// or http://\n" },
-	{ "[twilio]\npublic_url = https://example.com/a?b=1\n", NAME ":12: [twilio] public_url: must not have a query or fragment: each request's own path and query follow it\n" },
-	{ "[twilio]\npublic_url = https://example.com/#x\n", NAME ":12: [twilio] public_url: must not have a query or fragment: each request's own path and query follow it\n" },
-	{ "[twilio]\npublic_url = https://\n", NAME ":12: [twilio] public_url: 'https://' has no valid host[:port]\n" },
-	{ "[twilio]\npublic_url = https:///sms\n", NAME ":12: [twilio] public_url: 'https:///sms' has no valid host[:port]\n" },
-	{ "[twilio]\npublic_url = https://user:pw@example.com\n", NAME ":12: [twilio] public_url: must not contain user:password@\n" },
-	{ "[twilio]\npublic_url = https://example.com:99999\n", NAME ":12: [twilio] public_url: 'https://example.com:99999' has no valid host[:port]\n" },
-	{ "[twilio]\npublic_url = https://exa_mple.com\n", NAME ":12: [twilio] public_url: 'https://exa_mple.com' has no valid host[:port]\n" },
-	{ "[twilio]\npublic_url = https://[::1\n", NAME ":12: [twilio] public_url: 'https://[::1' has no valid host[:port]\n" },
-	{ "[twilio]\npublic_url = https://a b.com\n", NAME ":12: [twilio] public_url: must not contain spaces\n" },
-	{ "[twilio]\nsecondary_auth_token_file =\n", NAME ":12: [twilio] secondary_auth_token_file: needs a value\n" },
-	{ "[proxy]\ntrusted = 10.0.0.0/33\n", NAME ":12: [proxy] trusted: '10.0.0.0/33' is not an IP address or CIDR network\n" },
-	{ "[proxy]\ntrusted = 10.0.0.0/8, bogus\n", NAME ":12: [proxy] trusted: 'bogus' is not an IP address or CIDR network\n" },
-	{ "[proxy]\ntrusted = ::1/129\n", NAME ":12: [proxy] trusted: '::1/129' is not an IP address or CIDR network\n" },
-	{ "[proxy]\ntrusted = 10.0.0.1/\n", NAME ":12: [proxy] trusted: '10.0.0.1/' is not an IP address or CIDR network\n" },
-	{ "[proxy]\ntrusted = 10.0.0.1/-1\n", NAME ":12: [proxy] trusted: '10.0.0.1/-1' is not an IP address or CIDR network\n" },
-	{ "[proxy]\ntrusted = 10.0.0/8\n", NAME ":12: [proxy] trusted: '10.0.0/8' is not an IP address or CIDR network\n" },
-	{ "[store]\ndriver = postgresql\n", NAME ":12: [store] driver: postgresql not supported yet\n" },
-	{ "[store]\ndriver = pg\n", NAME ":12: [store] driver: postgresql not supported yet\n" },
-	{ "[store]\ndriver = mysql\n", NAME ":12: [store] driver: 'mysql' is not a store driver (use sqlite)\n" },
-	{ "[store]\npath =\n", NAME ":12: [store] path: needs a value\n" },
-	{ "[secrets]\nserver_key_file =\n", NAME ":12: [secrets] server_key_file: needs a value\n" },
-	{ "[reset]\nroute = sms/reset\n", NAME ":12: [reset] route: 'sms/reset' must start with '/'\n" },
-	{ "[reset]\nroute = /sms/reset?x=1\n", NAME ":12: [reset] route: '/sms/reset?x=1' must be a plain path: no spaces, '?' or '#'\n" },
-	{ "[reset]\nroute = /healthz\n", NAME ":12: [reset] route: /healthz is a built-in route\n" },
-	{ "[reset]\nroute = /readyz\n", NAME ":12: [reset] route: /readyz is a built-in route\n" },
-	{ "[reset]\nmessage = Hello\n", NAME ":12: [reset] message: must contain {link}\n" },
-	{ "[reset]\ntoken_ttl = 30s\n", NAME ":12: [reset] token_ttl: '30s' is out of range (1m to 24h)\n" },
-	{ "[reset]\ntoken_ttl = 25h\n", NAME ":12: [reset] token_ttl: '25h' is out of range (1m to 24h)\n" },
-	{ "[reset]\nunknown_reply = \xff\xfe\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
-	{ "[reset]\nunknown_reply = \xc0\xaf\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
-	{ "[reset]\nunknown_reply = \xed\xa0\x80\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
-	{ "[reset]\nunknown_reply = \xe2\x82\n", NAME ":12: [reset] unknown_reply: is not valid UTF-8\n" },
-	{ "[reset]\nreplay_window = 61m\n", NAME ":12: [reset] replay_window: '61m' is out of range (0s to 1h)\n" },
-	{ "[reset]\nreplay_window = 3601\n", NAME ":12: [reset] replay_window: '3601' is out of range (0s to 1h)\n" },
-	{ "[reset]\nreplay_window = -1s\n", NAME ":12: [reset] replay_window: '-1s' is not a duration (such as 30s, 15m or 1h)\n" },
-	{ "[reset]\nreplay_window = off\n", NAME ":12: [reset] replay_window: 'off' is not a duration (such as 30s, 15m or 1h)\n" },
-	{ "[reset]\nreplay_window =\n", NAME ":12: [reset] replay_window: needs a value\n" },
-	{ "[pin]\nreplay_window = 2s\n", NAME ":12: [pin] replay_window: unknown key\n" },
-	{ "[admin]\nlisten = 0.0.0.0:8443\n", NAME ":12: [admin] listen: same address as [server] listen\n" },
+	{ "[server]\nthreads = 257\n", NAME ":13: [server] threads: '257' is out of range (0 to 256)\n" },
+	{ "[server]\nthreads = -1\n", NAME ":13: [server] threads: '-1' is not a whole number\n" },
+	{ "[server]\nthreads = +1\n", NAME ":13: [server] threads: '+1' is not a whole number\n" },
+	{ "[server]\nthreads = 4x\n", NAME ":13: [server] threads: '4x' is not a whole number\n" },
+	{ "[server]\nthreads = 0x10\n", NAME ":13: [server] threads: '0x10' is not a whole number\n" },
+	{ "[server]\nthreads = 99999999999999999999999\n", NAME ":13: [server] threads: '99999999999999999999999' is out of range (0 to 256)\n" },
+	{ "[server]\nmax_connections = 0\n", NAME ":13: [server] max_connections: '0' is out of range (1 to 65536)\n" },
+	{ "[server]\nmax_connections_per_ip = 70000\n", NAME ":13: [server] max_connections_per_ip: '70000' is out of range (0 to 65536)\n" },
+	{ "[server]\nrequest_timeout = 0\n", NAME ":13: [server] request_timeout: '0' is out of range (1s to 10m)\n" },
+	{ "[server]\nrequest_timeout = 11m\n", NAME ":13: [server] request_timeout: '11m' is out of range (1s to 10m)\n" },
+	{ "[server]\nrequest_timeout = 10x\n", NAME ":13: [server] request_timeout: '10x' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[server]\nrequest_timeout = 1h30m\n", NAME ":13: [server] request_timeout: '1h30m' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[server]\nrequest_timeout = s\n", NAME ":13: [server] request_timeout: 's' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[server]\nrequest_timeout = 18446744073709551615h\n", NAME ":13: [server] request_timeout: '18446744073709551615h' is out of range (1s to 10m)\n" },
+	{ "[server]\nidle_timeout = 0\n", NAME ":13: [server] idle_timeout: '0' is out of range (1s to 10m)\n" },
+	{ "[server]\nidle_timeout = 20s\n", NAME ":13: [server] idle_timeout: idle_timeout (20s) must not exceed request_timeout (10s)\n" },
+	{ "[server]\nrequest_timeout = 3s\n", NAME ":13: [server] request_timeout: idle_timeout (5s) must not exceed request_timeout (3s)\n" },
+	{ "[server]\nreuse_port = sometimes\n", NAME ":13: [server] reuse_port: 'sometimes' is not on or off\n" },
+	{ "[server]\nmax_body = 512\n", NAME ":13: [server] max_body: '512' is out of range (1k to 1m)\n" },
+	{ "[server]\nmax_body = 2m\n", NAME ":13: [server] max_body: '2m' is out of range (1k to 1m)\n" },
+	{ "[server]\nmax_body = 16kb\n", NAME ":13: [server] max_body: '16kb' is not a size (such as 16k or 1m)\n" },
+	{ "[server]\ndrain_delay = -5s\n", NAME ":13: [server] drain_delay: '-5s' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[server]\nshutdown_timeout = 2h\n", NAME ":13: [server] shutdown_timeout: '2h' is out of range (1s to 1h)\n" },
+	{ "[server]\ntls = maybe\n", NAME ":13: [server] tls: 'maybe' is not on or off\n" },
+	{ "[server]\nlisten = 127.0.0.1\n", NAME ":13: [server] listen: '127.0.0.1' is not address:port (such as 0.0.0.0:8443 or [::]:8443)\n" },
+	{ "[server]\nlisten = localhost:8443\n", NAME ":13: [server] listen: 'localhost' is not an IP address (host names are not resolved)\n" },
+	{ "[server]\nlisten = ::1:8443\n", NAME ":13: [server] listen: '::1:8443': an IPv6 address needs brackets, as in [::1]:8443\n" },
+	{ "[server]\nlisten = 127.0.0.1:0\n", NAME ":13: [server] listen: '0' is not a port (1 to 65535)\n" },
+	{ "[server]\nlisten = 127.0.0.1:65536\n", NAME ":13: [server] listen: '65536' is not a port (1 to 65535)\n" },
+	{ "[server]\nlisten = [::1]8443\n", NAME ":13: [server] listen: '[::1]8443' is not address:port (such as 0.0.0.0:8443 or [::]:8443)\n" },
+	{ "[server]\nlisten = [127.0.0.1]:8443\n", NAME ":13: [server] listen: '127.0.0.1' is not an IP address (host names are not resolved)\n" },
+	{ "[server]\nlisten =\n", NAME ":13: [server] listen: needs a value\n" },
+	{ "[server]\ntls_priorities = NORMAL\x01\n", NAME ":13: [server] tls_priorities: contains a control character\n" },
+	{ "[twilio]\nsecondary_auth_token_file =\n", NAME ":13: [twilio] secondary_auth_token_file: needs a value\n" },
+	{ "[proxy]\ntrusted = 10.0.0.0/33\n", NAME ":13: [proxy] trusted: '10.0.0.0/33' is not an IP address or CIDR network\n" },
+	{ "[proxy]\ntrusted = 10.0.0.0/8, bogus\n", NAME ":13: [proxy] trusted: 'bogus' is not an IP address or CIDR network\n" },
+	{ "[proxy]\ntrusted = ::1/129\n", NAME ":13: [proxy] trusted: '::1/129' is not an IP address or CIDR network\n" },
+	{ "[proxy]\ntrusted = 10.0.0.1/\n", NAME ":13: [proxy] trusted: '10.0.0.1/' is not an IP address or CIDR network\n" },
+	{ "[proxy]\ntrusted = 10.0.0.1/-1\n", NAME ":13: [proxy] trusted: '10.0.0.1/-1' is not an IP address or CIDR network\n" },
+	{ "[proxy]\ntrusted = 10.0.0/8\n", NAME ":13: [proxy] trusted: '10.0.0/8' is not an IP address or CIDR network\n" },
+	{ "[store]\ndriver = postgresql\n", NAME ":13: [store] driver: postgresql not supported yet\n" },
+	{ "[store]\ndriver = pg\n", NAME ":13: [store] driver: postgresql not supported yet\n" },
+	{ "[store]\ndriver = mysql\n", NAME ":13: [store] driver: 'mysql' is not a store driver (use sqlite)\n" },
+	{ "[store]\npath =\n", NAME ":13: [store] path: needs a value\n" },
+	{ "[secrets]\nserver_key_file =\n", NAME ":13: [secrets] server_key_file: needs a value\n" },
+	{ "[reset]\nroute = sms/reset\n", NAME ":13: [reset] route: 'sms/reset' must start with '/'\n" },
+	{ "[reset]\nroute = /sms/reset?x=1\n", NAME ":13: [reset] route: '/sms/reset?x=1' must be a plain path: no spaces, '?' or '#'\n" },
+	{ "[reset]\nroute = /healthz\n", NAME ":13: [reset] route: /healthz is a built-in route\n" },
+	{ "[reset]\nroute = /readyz\n", NAME ":13: [reset] route: /readyz is a built-in route\n" },
+	{ "[reset]\nmessage = Hello\n", NAME ":13: [reset] message: must contain {link}\n" },
+	{ "[reset]\ntoken_ttl = 30s\n", NAME ":13: [reset] token_ttl: '30s' is out of range (1m to 24h)\n" },
+	{ "[reset]\ntoken_ttl = 25h\n", NAME ":13: [reset] token_ttl: '25h' is out of range (1m to 24h)\n" },
+	{ "[reset]\nunknown_reply = \xff\xfe\n", NAME ":13: [reset] unknown_reply: is not valid UTF-8\n" },
+	{ "[reset]\nunknown_reply = \xc0\xaf\n", NAME ":13: [reset] unknown_reply: is not valid UTF-8\n" },
+	{ "[reset]\nunknown_reply = \xed\xa0\x80\n", NAME ":13: [reset] unknown_reply: is not valid UTF-8\n" },
+	{ "[reset]\nunknown_reply = \xe2\x82\n", NAME ":13: [reset] unknown_reply: is not valid UTF-8\n" },
+	{ "[reset]\nreplay_window = 61m\n", NAME ":13: [reset] replay_window: '61m' is out of range (0s to 1h)\n" },
+	{ "[reset]\nreplay_window = 3601\n", NAME ":13: [reset] replay_window: '3601' is out of range (0s to 1h)\n" },
+	{ "[reset]\nreplay_window = -1s\n", NAME ":13: [reset] replay_window: '-1s' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[reset]\nreplay_window = off\n", NAME ":13: [reset] replay_window: 'off' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[reset]\nreplay_window =\n", NAME ":13: [reset] replay_window: needs a value\n" },
+	{ "[pin]\nreplay_window = 2s\n", NAME ":13: [pin] replay_window: unknown key\n" },
+	{ "[admin]\nlisten = 0.0.0.0:8443\n", NAME ":13: [admin] listen: same address as [server] listen\n" },
 	/* [twilio]: the Messages API. */
-	{ "[twilio]\napi_base_url = http://api.twilio.com\n", NAME ":12: [twilio] api_base_url: 'http://api.twilio.com' must start with https://\n" },
-	{ "[twilio]\napi_base_url = ftp://api.twilio.com\n", NAME ":12: [twilio] api_base_url: 'ftp://api.twilio.com' must start with https://\n" },
-	{ "[twilio]\napi_base_url = api.twilio.com\n", NAME ":12: [twilio] api_base_url: 'api.twilio.com' must start with https://\n" },
-	{ "[twilio]\napi_base_url = https://api.twilio.com/?x=1\n", NAME ":12: [twilio] api_base_url: must not have a query or fragment: each request's own path and query follow it\n" },
-	{ "[twilio]\napi_base_url = https://api.twilio.com#f\n", NAME ":12: [twilio] api_base_url: must not have a query or fragment: each request's own path and query follow it\n" },
-	{ "[twilio]\napi_base_url = https://\n", NAME ":12: [twilio] api_base_url: 'https://' has no valid host[:port]\n" },
-	{ "[twilio]\napi_base_url = https://ac:tok@api.twilio.com\n", NAME ":12: [twilio] api_base_url: must not contain user:password@\n" },
-	{ "[twilio]\napi_base_url = https://api.twilio.com:0\n", NAME ":12: [twilio] api_base_url: 'https://api.twilio.com:0' has no valid host[:port]\n" },
-	{ "[twilio]\napi_base_url =\n", NAME ":12: [twilio] api_base_url: needs a value\n" },
-	{ "[twilio]\nfrom_number = 14155550100\n", NAME ":12: [twilio] from_number: '14155550100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
-	{ "[twilio]\nfrom_number = +04155550100\n", NAME ":12: [twilio] from_number: '+04155550100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
-	{ "[twilio]\nfrom_number = +1\n", NAME ":12: [twilio] from_number: '+1' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
-	{ "[twilio]\nfrom_number = +1234567890123456\n", NAME ":12: [twilio] from_number: '+1234567890123456' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
-	{ "[twilio]\nfrom_number = +1 415 555 0100\n", NAME ":12: [twilio] from_number: '+1 415 555 0100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
-	{ "[twilio]\nfrom_number = +1-415-555-0100\n", NAME ":12: [twilio] from_number: '+1-415-555-0100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
-	{ "[twilio]\nfrom_number = ++14155550100\n", NAME ":12: [twilio] from_number: '++14155550100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
-	{ "[twilio]\nfrom_number = +123456789012345678901234567890123\n", NAME ":12: [twilio] from_number: longer than 32 bytes\n" },
-	{ "[twilio]\nfrom_number =\n", NAME ":12: [twilio] from_number: needs a value\n" },
-	{ "[twilio]\nmessaging_service_sid = MG0123456789ABCDEF0123456789abcdef\n", NAME ":12: [twilio] messaging_service_sid: 'MG0123456789ABCDEF0123456789abcdef' is not a messaging service SID (MG and 32 lower-case hex digits)\n" },
-	{ "[twilio]\nmessaging_service_sid = AC0123456789abcdef0123456789abcdef\n", NAME ":12: [twilio] messaging_service_sid: 'AC0123456789abcdef0123456789abcdef' is not a messaging service SID (MG and 32 lower-case hex digits)\n" },
-	{ "[twilio]\nmessaging_service_sid = MG0123456789abcdef0123456789abcdef0\n", NAME ":12: [twilio] messaging_service_sid: longer than 34 bytes\n" },
-	{ "[twilio]\nmessaging_service_sid = mg0123456789abcdef0123456789abcdef\n", NAME ":12: [twilio] messaging_service_sid: 'mg0123456789abcdef0123456789abcdef' is not a messaging service SID (MG and 32 lower-case hex digits)\n" },
-	{ "[twilio]\napi_key_secret_file = k\napi_key_sid = SK0123\n", NAME ":13: [twilio] api_key_sid: 'SK0123' is not an API key SID (SK and 32 lower-case hex digits)\n" },
-	{ "[twilio]\napi_key_secret_file = k\napi_key_sid = MG0123456789abcdef0123456789abcdef\n", NAME ":13: [twilio] api_key_sid: 'MG0123456789abcdef0123456789abcdef' is not an API key SID (SK and 32 lower-case hex digits)\n" },
-	{ "[twilio]\napi_key_secret_file = k\napi_key_sid = SK0123456789abcdef0123456789abcdeg\n", NAME ":13: [twilio] api_key_sid: 'SK0123456789abcdef0123456789abcdeg' is not an API key SID (SK and 32 lower-case hex digits)\n" },
-	{ "[twilio]\napi_key_sid = SK0123456789abcdef0123456789abcdef\napi_key_secret_file =\n", NAME ":13: [twilio] api_key_secret_file: needs a value\n" },
-	{ "[twilio]\napi_key_sid = SK0123456789abcdef0123456789abcdef\napi_key_secret =\n", NAME ":13: [twilio] api_key_secret: needs a value\n" },
-	{ "[twilio]\napi_ca_file =\n", NAME ":12: [twilio] api_ca_file: needs a value\n" },
-	{ "[twilio]\nstatus_route = sms/status\n", NAME ":12: [twilio] status_route: 'sms/status' must start with '/'\n" },
-	{ "[twilio]\nstatus_route = /sms/status#x\n", NAME ":12: [twilio] status_route: '/sms/status#x' must be a plain path: no spaces, '?' or '#'\n" },
-	{ "[twilio]\nstatus_route = /healthz\n", NAME ":12: [twilio] status_route: /healthz is a built-in route\n" },
-	{ "[twilio]\nstatus_route =\n", NAME ":12: [twilio] status_route: needs a value\n" },
+	{ "[twilio]\napi_base_url = http://api.twilio.com\n", NAME ":13: [twilio] api_base_url: 'http://api.twilio.com' must start with https://\n" },
+	{ "[twilio]\napi_base_url = ftp://api.twilio.com\n", NAME ":13: [twilio] api_base_url: 'ftp://api.twilio.com' must start with https://\n" },
+	{ "[twilio]\napi_base_url = api.twilio.com\n", NAME ":13: [twilio] api_base_url: 'api.twilio.com' must start with https://\n" },
+	{ "[twilio]\napi_base_url = https://api.twilio.com/?x=1\n", NAME ":13: [twilio] api_base_url: must not have a query or fragment: each request's own path and query follow it\n" },
+	{ "[twilio]\napi_base_url = https://api.twilio.com#f\n", NAME ":13: [twilio] api_base_url: must not have a query or fragment: each request's own path and query follow it\n" },
+	{ "[twilio]\napi_base_url = https://\n", NAME ":13: [twilio] api_base_url: 'https://' has no valid host[:port]\n" },
+	{ "[twilio]\napi_base_url = https://ac:tok@api.twilio.com\n", NAME ":13: [twilio] api_base_url: must not contain user:password@\n" },
+	{ "[twilio]\napi_base_url = https://api.twilio.com:0\n", NAME ":13: [twilio] api_base_url: 'https://api.twilio.com:0' has no valid host[:port]\n" },
+	{ "[twilio]\napi_base_url =\n", NAME ":13: [twilio] api_base_url: needs a value\n" },
+	{ "[twilio]\nfrom_number = 14155550100\n", NAME ":13: [twilio] from_number: '14155550100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +04155550100\n", NAME ":13: [twilio] from_number: '+04155550100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +1\n", NAME ":13: [twilio] from_number: '+1' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +1234567890123456\n", NAME ":13: [twilio] from_number: '+1234567890123456' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +1 415 555 0100\n", NAME ":13: [twilio] from_number: '+1 415 555 0100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +1-415-555-0100\n", NAME ":13: [twilio] from_number: '+1-415-555-0100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = ++14155550100\n", NAME ":13: [twilio] from_number: '++14155550100' is not an E.164 number ('+' and 2 to 15 digits, such as +14155550100)\n" },
+	{ "[twilio]\nfrom_number = +123456789012345678901234567890123\n", NAME ":13: [twilio] from_number: longer than 32 bytes\n" },
+	{ "[twilio]\nfrom_number =\n", NAME ":13: [twilio] from_number: needs a value\n" },
+	{ "[twilio]\nmessaging_service_sid = MG0123456789ABCDEF0123456789abcdef\n", NAME ":13: [twilio] messaging_service_sid: 'MG0123456789ABCDEF0123456789abcdef' is not a messaging service SID (MG and 32 lower-case hex digits)\n" },
+	{ "[twilio]\nmessaging_service_sid = AC0123456789abcdef0123456789abcdef\n", NAME ":13: [twilio] messaging_service_sid: 'AC0123456789abcdef0123456789abcdef' is not a messaging service SID (MG and 32 lower-case hex digits)\n" },
+	{ "[twilio]\nmessaging_service_sid = MG0123456789abcdef0123456789abcdef0\n", NAME ":13: [twilio] messaging_service_sid: longer than 34 bytes\n" },
+	{ "[twilio]\nmessaging_service_sid = mg0123456789abcdef0123456789abcdef\n", NAME ":13: [twilio] messaging_service_sid: 'mg0123456789abcdef0123456789abcdef' is not a messaging service SID (MG and 32 lower-case hex digits)\n" },
+	{ "[twilio]\napi_key_secret_file = k\napi_key_sid = SK0123\n", NAME ":14: [twilio] api_key_sid: 'SK0123' is not an API key SID (SK and 32 lower-case hex digits)\n" },
+	{ "[twilio]\napi_key_secret_file = k\napi_key_sid = MG0123456789abcdef0123456789abcdef\n", NAME ":14: [twilio] api_key_sid: 'MG0123456789abcdef0123456789abcdef' is not an API key SID (SK and 32 lower-case hex digits)\n" },
+	{ "[twilio]\napi_key_secret_file = k\napi_key_sid = SK0123456789abcdef0123456789abcdeg\n", NAME ":14: [twilio] api_key_sid: 'SK0123456789abcdef0123456789abcdeg' is not an API key SID (SK and 32 lower-case hex digits)\n" },
+	{ "[twilio]\napi_key_sid = SK0123456789abcdef0123456789abcdef\napi_key_secret_file =\n", NAME ":14: [twilio] api_key_secret_file: needs a value\n" },
+	{ "[twilio]\napi_key_sid = SK0123456789abcdef0123456789abcdef\napi_key_secret =\n", NAME ":14: [twilio] api_key_secret: needs a value\n" },
+	{ "[twilio]\napi_ca_file =\n", NAME ":13: [twilio] api_ca_file: needs a value\n" },
+	{ "[twilio]\nstatus_route = sms/status\n", NAME ":13: [twilio] status_route: 'sms/status' must start with '/'\n" },
+	{ "[twilio]\nstatus_route = /sms/status#x\n", NAME ":13: [twilio] status_route: '/sms/status#x' must be a plain path: no spaces, '?' or '#'\n" },
+	{ "[twilio]\nstatus_route = /healthz\n", NAME ":13: [twilio] status_route: /healthz is a built-in route\n" },
+	{ "[twilio]\nstatus_route =\n", NAME ":13: [twilio] status_route: needs a value\n" },
 	/* [twilio]: one sender; an API key only with its secret. */
-	{ "[twilio]\nfrom_number = +14155550100\nmessaging_service_sid = MG0123456789abcdef0123456789abcdef\n", NAME ":13: [twilio] messaging_service_sid: set from_number or messaging_service_sid, not both\n" },
-	{ "[twilio]\nmessaging_service_sid = MG0123456789abcdef0123456789abcdef\nfrom_number = +14155550100\n", NAME ":13: [twilio] from_number: set from_number or messaging_service_sid, not both\n" },
+	{ "[twilio]\nfrom_number = +14155550100\nmessaging_service_sid = MG0123456789abcdef0123456789abcdef\n", NAME ":14: [twilio] messaging_service_sid: set from_number or messaging_service_sid, not both\n" },
+	{ "[twilio]\nmessaging_service_sid = MG0123456789abcdef0123456789abcdef\nfrom_number = +14155550100\n", NAME ":14: [twilio] from_number: set from_number or messaging_service_sid, not both\n" },
 	{ "[twilio]\napi_key_sid = SK0123456789abcdef0123456789abcdef\n", NAME ":4: [twilio] api_key_secret_file: required with api_key_sid (or api_key_secret inline)\n" },
-	{ "[twilio]\napi_key_sid = SK0123\n", NAME ":12: [twilio] api_key_sid: 'SK0123' is not an API key SID (SK and 32 lower-case hex digits)\n" NAME ":4: [twilio] api_key_secret_file: required with api_key_sid (or api_key_secret inline)\n" },
+	{ "[twilio]\napi_key_sid = SK0123\n", NAME ":13: [twilio] api_key_sid: 'SK0123' is not an API key SID (SK and 32 lower-case hex digits)\n" NAME ":4: [twilio] api_key_secret_file: required with api_key_sid (or api_key_secret inline)\n" },
 	{ "[twilio]\napi_key_secret_file = api-key-secret\n", NAME ":4: [twilio] api_key_sid: required with api_key_secret_file\n" },
 	{ "[twilio]\napi_key_secret = s3cret\n", NAME ":4: [twilio] api_key_sid: required with api_key_secret\n" },
-	{ "[twilio]\napi_key_sid = SK0123456789abcdef0123456789abcdef\napi_key_secret = s\napi_key_secret_file = f\n", NAME ":14: [twilio] api_key_secret_file: set api_key_secret_file or api_key_secret, not both\n" },
+	{ "[twilio]\napi_key_sid = SK0123456789abcdef0123456789abcdef\napi_key_secret = s\napi_key_secret_file = f\n", NAME ":15: [twilio] api_key_secret_file: set api_key_secret_file or api_key_secret, not both\n" },
 	/* [pin] */
-	{ "[pin]\nroute = sms/pin\n", NAME ":12: [pin] route: 'sms/pin' must start with '/'\n" },
-	{ "[pin]\nroute = /sms/pin?x\n", NAME ":12: [pin] route: '/sms/pin?x' must be a plain path: no spaces, '?' or '#'\n" },
-	{ "[pin]\nroute = /readyz\n", NAME ":12: [pin] route: /readyz is a built-in route\n" },
-	{ "[pin]\nroute =\n", NAME ":12: [pin] route: needs a value\n" },
-	{ "[pin]\ndigits = 3\n", NAME ":12: [pin] digits: '3' is out of range (4 to 10)\n" },
-	{ "[pin]\ndigits = 11\n", NAME ":12: [pin] digits: '11' is out of range (4 to 10)\n" },
-	{ "[pin]\ndigits = six\n", NAME ":12: [pin] digits: 'six' is not a whole number\n" },
-	{ "[pin]\nttl = 59s\n", NAME ":12: [pin] ttl: '59s' is out of range (1m to 1h)\n" },
-	{ "[pin]\nttl = 61m\n", NAME ":12: [pin] ttl: '61m' is out of range (1m to 1h)\n" },
-	{ "[pin]\nttl = 10 m\n", NAME ":12: [pin] ttl: '10 m' is not a duration (such as 30s, 15m or 1h)\n" },
-	{ "[pin]\nmax_attempts = 0\n", NAME ":12: [pin] max_attempts: '0' is out of range (1 to 20)\n" },
-	{ "[pin]\nmax_attempts = 21\n", NAME ":12: [pin] max_attempts: '21' is out of range (1 to 20)\n" },
-	{ "[pin]\nmessage = Your code\n", NAME ":12: [pin] message: must contain {pin}\n" },
-	{ "[pin]\nmessage = Your code {PIN}\n", NAME ":12: [pin] message: must contain {pin}\n" },
-	{ "[pin]\nmessage =\n", NAME ":12: [pin] message: needs a value\n" },
-	{ "[pin]\nmessage = {pin} \xff\n", NAME ":12: [pin] message: is not valid UTF-8\n" },
-	{ "[pin]\nlink = {pin}\n", NAME ":12: [pin] link: unknown key\n" },
+	{ "[pin]\nroute = sms/pin\n", NAME ":13: [pin] route: 'sms/pin' must start with '/'\n" },
+	{ "[pin]\nroute = /sms/pin?x\n", NAME ":13: [pin] route: '/sms/pin?x' must be a plain path: no spaces, '?' or '#'\n" },
+	{ "[pin]\nroute = /readyz\n", NAME ":13: [pin] route: /readyz is a built-in route\n" },
+	{ "[pin]\nroute =\n", NAME ":13: [pin] route: needs a value\n" },
+	{ "[pin]\ndigits = 3\n", NAME ":13: [pin] digits: '3' is out of range (4 to 10)\n" },
+	{ "[pin]\ndigits = 11\n", NAME ":13: [pin] digits: '11' is out of range (4 to 10)\n" },
+	{ "[pin]\ndigits = six\n", NAME ":13: [pin] digits: 'six' is not a whole number\n" },
+	{ "[pin]\nttl = 59s\n", NAME ":13: [pin] ttl: '59s' is out of range (1m to 1h)\n" },
+	{ "[pin]\nttl = 61m\n", NAME ":13: [pin] ttl: '61m' is out of range (1m to 1h)\n" },
+	{ "[pin]\nttl = 10 m\n", NAME ":13: [pin] ttl: '10 m' is not a duration (such as 30s, 15m or 1h)\n" },
+	{ "[pin]\nmax_attempts = 0\n", NAME ":13: [pin] max_attempts: '0' is out of range (1 to 20)\n" },
+	{ "[pin]\nmax_attempts = 21\n", NAME ":13: [pin] max_attempts: '21' is out of range (1 to 20)\n" },
+	{ "[pin]\nmessage = Your code\n", NAME ":13: [pin] message: must contain {pin}\n" },
+	{ "[pin]\nmessage = Your code {PIN}\n", NAME ":13: [pin] message: must contain {pin}\n" },
+	{ "[pin]\nmessage =\n", NAME ":13: [pin] message: needs a value\n" },
+	{ "[pin]\nmessage = {pin} \xff\n", NAME ":13: [pin] message: is not valid UTF-8\n" },
+	{ "[pin]\nlink = {pin}\n", NAME ":13: [pin] link: unknown key\n" },
 	/* Routes share the public listener: each its own. */
-	{ "[pin]\nroute = /sms/reset\n", NAME ":12: [pin] route: same path as [reset] route\n" },
-	{ "[reset]\nroute = /sms/pin\n", NAME ":12: [reset] route: same path as [pin] route\n" },
-	{ "[twilio]\nstatus_route = /sms/pin\n", NAME ":12: [twilio] status_route: same path as [pin] route\n" },
-	{ "[pin]\nroute = /sms/status\n", NAME ":12: [pin] route: same path as [twilio] status_route\n" },
-	{ "[reset]\nroute = /x\n[pin]\nroute = /x\n", NAME ":14: [pin] route: same path as [reset] route\n" },
+	{ "[pin]\nroute = /sms/reset\n", NAME ":13: [pin] route: same path as [reset] route\n" },
+	{ "[reset]\nroute = /sms/pin\n", NAME ":13: [reset] route: same path as [pin] route\n" },
+	{ "[twilio]\nstatus_route = /sms/pin\n", NAME ":13: [twilio] status_route: same path as [pin] route\n" },
+	{ "[pin]\nroute = /sms/status\n", NAME ":13: [pin] route: same path as [twilio] status_route\n" },
+	{ "[reset]\nroute = /x\n[pin]\nroute = /x\n", NAME ":15: [pin] route: same path as [reset] route\n" },
 	{ "[pin]\nroute = /x\n[reset]\nroute = /x\n[twilio]\nstatus_route = /x\n",
-	  NAME ":16: [twilio] status_route: same path as [reset] route\n"
-	  NAME ":14: [reset] route: same path as [pin] route\n" },
+	  NAME ":17: [twilio] status_route: same path as [reset] route\n"
+	  NAME ":15: [reset] route: same path as [pin] route\n" },
 	{ "[pin]\nroute = /healthz\n[reset]\nroute = /healthz\n",
-	  NAME ":14: [reset] route: /healthz is a built-in route\n"
-	  NAME ":12: [pin] route: /healthz is a built-in route\n" },
+	  NAME ":15: [reset] route: /healthz is a built-in route\n"
+	  NAME ":13: [pin] route: /healthz is a built-in route\n" },
 	/* [limits]: rates. */
-	{ "[limits]\nreset_per_number = 3\n", NAME ":12: [limits] reset_per_number: '3' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = 3/\n", NAME ":12: [limits] reset_per_number: '3/' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = /1h\n", NAME ":12: [limits] reset_per_number: '/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = 3 / 1h\n", NAME ":12: [limits] reset_per_number: '3 / 1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = -3/1h\n", NAME ":12: [limits] reset_per_number: '-3/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = +3/1h\n", NAME ":12: [limits] reset_per_number: '+3/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = 3/1d\n", NAME ":12: [limits] reset_per_number: '3/1d' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = 3/1h30m\n", NAME ":12: [limits] reset_per_number: '3/1h30m' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = 3/h\n", NAME ":12: [limits] reset_per_number: '3/h' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = 3k/1h\n", NAME ":12: [limits] reset_per_number: '3k/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = 3/1h/2\n", NAME ":12: [limits] reset_per_number: '3/1h/2' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = none\n", NAME ":12: [limits] reset_per_number: 'none' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = 0\n", NAME ":12: [limits] reset_per_number: '0' is not a rate (such as 3/1h or 10/90s) or off\n" },
-	{ "[limits]\nreset_per_number = 123456789012345678901234/1h\n", NAME ":12: [limits] reset_per_number: '123456789012345678901234/1h' is out of range (count 1 to 1000000, or off)\n" },
-	{ "[limits]\nreset_per_number =\n", NAME ":12: [limits] reset_per_number: needs a value\n" },
-	{ "[limits]\npin_per_number = 0/1h\n", NAME ":12: [limits] pin_per_number: '0/1h' is out of range (count 1 to 1000000, or off)\n" },
-	{ "[limits]\npin_per_number = 1000001/1h\n", NAME ":12: [limits] pin_per_number: '1000001/1h' is out of range (count 1 to 1000000, or off)\n" },
-	{ "[limits]\npin_per_number = 99999999999999999999/1h\n", NAME ":12: [limits] pin_per_number: '99999999999999999999/1h' is out of range (count 1 to 1000000, or off)\n" },
-	{ "[limits]\noutbound_budget = 5/0s\n", NAME ":12: [limits] outbound_budget: '5/0s' is out of range (window 1s to 168h)\n" },
-	{ "[limits]\noutbound_budget = 5/0\n", NAME ":12: [limits] outbound_budget: '5/0' is out of range (window 1s to 168h)\n" },
-	{ "[limits]\noutbound_budget = 5/169h\n", NAME ":12: [limits] outbound_budget: '5/169h' is out of range (window 1s to 168h)\n" },
-	{ "[limits]\noutbound_budget = 5/604801\n", NAME ":12: [limits] outbound_budget: '5/604801' is out of range (window 1s to 168h)\n" },
-	{ "[limits]\noutbound_budget = 5/18446744073709551615h\n", NAME ":12: [limits] outbound_budget: '5/18446744073709551615h' is out of range (window 1s to 168h)\n" },
-	{ "[limits]\noutbound_budget = 5/99999999999999999999\n", NAME ":12: [limits] outbound_budget: '5/99999999999999999999' is out of range (window 1s to 168h)\n" },
-	{ "[limits]\noutbound_budget = 5/1h\noutbound_budget = off\n", NAME ":13: [limits] outbound_budget: duplicate key (first set on line 12)\n" },
-	{ "[log]\nlevel = loud\n", NAME ":12: [log] level: 'loud' is not a log level (debug, info, warn, error)\n" },
+	{ "[limits]\nreset_per_number = 3\n", NAME ":13: [limits] reset_per_number: '3' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3/\n", NAME ":13: [limits] reset_per_number: '3/' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = /1h\n", NAME ":13: [limits] reset_per_number: '/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3 / 1h\n", NAME ":13: [limits] reset_per_number: '3 / 1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = -3/1h\n", NAME ":13: [limits] reset_per_number: '-3/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = +3/1h\n", NAME ":13: [limits] reset_per_number: '+3/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3/1d\n", NAME ":13: [limits] reset_per_number: '3/1d' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3/1h30m\n", NAME ":13: [limits] reset_per_number: '3/1h30m' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3/h\n", NAME ":13: [limits] reset_per_number: '3/h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3k/1h\n", NAME ":13: [limits] reset_per_number: '3k/1h' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 3/1h/2\n", NAME ":13: [limits] reset_per_number: '3/1h/2' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = none\n", NAME ":13: [limits] reset_per_number: 'none' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 0\n", NAME ":13: [limits] reset_per_number: '0' is not a rate (such as 3/1h or 10/90s) or off\n" },
+	{ "[limits]\nreset_per_number = 123456789012345678901234/1h\n", NAME ":13: [limits] reset_per_number: '123456789012345678901234/1h' is out of range (count 1 to 1000000, or off)\n" },
+	{ "[limits]\nreset_per_number =\n", NAME ":13: [limits] reset_per_number: needs a value\n" },
+	{ "[limits]\npin_per_number = 0/1h\n", NAME ":13: [limits] pin_per_number: '0/1h' is out of range (count 1 to 1000000, or off)\n" },
+	{ "[limits]\npin_per_number = 1000001/1h\n", NAME ":13: [limits] pin_per_number: '1000001/1h' is out of range (count 1 to 1000000, or off)\n" },
+	{ "[limits]\npin_per_number = 99999999999999999999/1h\n", NAME ":13: [limits] pin_per_number: '99999999999999999999/1h' is out of range (count 1 to 1000000, or off)\n" },
+	{ "[limits]\noutbound_budget = 5/0s\n", NAME ":13: [limits] outbound_budget: '5/0s' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/0\n", NAME ":13: [limits] outbound_budget: '5/0' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/169h\n", NAME ":13: [limits] outbound_budget: '5/169h' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/604801\n", NAME ":13: [limits] outbound_budget: '5/604801' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/18446744073709551615h\n", NAME ":13: [limits] outbound_budget: '5/18446744073709551615h' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/99999999999999999999\n", NAME ":13: [limits] outbound_budget: '5/99999999999999999999' is out of range (window 1s to 168h)\n" },
+	{ "[limits]\noutbound_budget = 5/1h\noutbound_budget = off\n", NAME ":14: [limits] outbound_budget: duplicate key (first set on line 13)\n" },
+	{ "[log]\nlevel = loud\n", NAME ":13: [log] level: 'loud' is not a log level (debug, info, warn, error)\n" },
 	/* Structure. */
-	{ "[server]\nport = 8443\n", NAME ":12: [server] port: unknown key\n" },
-	{ "[server]\napi_base_url = x\n", NAME ":12: [server] api_base_url: unknown key\n" },
-	{ "[limits]\nreset_per_number = 3/1h\nother = 1\n", NAME ":13: [limits] other: unknown key\n" },
-	{ "[pins]\n", NAME ":11: [pins]: unknown section\n" },
-	{ "[Server]\n", NAME ":11: [Server]: unknown section\n" },
-	{ "[ server ]\n", NAME ":11: [ server ]: unknown section\n" },
-	{ "[server\nthreads = 1\n", NAME ":11: section header without ']'\n" },
-	{ "[server] junk\n", NAME ":11: unexpected text after ']'\n" },
-	{ "[server]\ntls_cert = other.pem\n", NAME ":12: [server] tls_cert: duplicate key (first set on line 2)\n" },
-	{ "[server]\nthreads = 2\nthreads = 2\n", NAME ":13: [server] threads: duplicate key (first set on line 12)\n" },
-	{ "[server]\nthreads = 2\n  4\n", NAME ":13: indented line: continuation lines are not supported, put the value on one line\n" },
-	{ "[server]\n\tthreads = 2\n", NAME ":12: indented line: continuation lines are not supported, put the value on one line\n" },
-	{ "[server]\nthreads\n", NAME ":12: expected 'name = value'\n" },
-	{ "[server]\nthreads 4 ; = 5\n", NAME ":12: expected 'name = value'\n" },
-	{ "[server]\n= 4\n", NAME ":12: [server] : unknown key\n" },
+	{ "[server]\nport = 8443\n", NAME ":13: [server] port: unknown key\n" },
+	{ "[server]\napi_base_url = x\n", NAME ":13: [server] api_base_url: unknown key\n" },
+	{ "[limits]\nreset_per_number = 3/1h\nother = 1\n", NAME ":14: [limits] other: unknown key\n" },
+	{ "[pins]\n", NAME ":12: [pins]: unknown section\n" },
+	{ "[Server]\n", NAME ":12: [Server]: unknown section\n" },
+	{ "[ server ]\n", NAME ":12: [ server ]: unknown section\n" },
+	{ "[server\nthreads = 1\n", NAME ":12: section header without ']'\n" },
+	{ "[server] junk\n", NAME ":12: unexpected text after ']'\n" },
+	{ "[server]\ntls_cert = other.pem\n", NAME ":13: [server] tls_cert: duplicate key (first set on line 2)\n" },
+	{ "[server]\nthreads = 2\nthreads = 2\n", NAME ":14: [server] threads: duplicate key (first set on line 13)\n" },
+	{ "[server]\nthreads = 2\n  4\n", NAME ":14: indented line: continuation lines are not supported, put the value on one line\n" },
+	{ "[server]\n\tthreads = 2\n", NAME ":13: indented line: continuation lines are not supported, put the value on one line\n" },
+	{ "[server]\nthreads\n", NAME ":13: expected 'name = value'\n" },
+	{ "[server]\nthreads 4 ; = 5\n", NAME ":13: expected 'name = value'\n" },
+	{ "[server]\n= 4\n", NAME ":13: [server] : unknown key\n" },
 };
 
 static void
@@ -361,6 +356,49 @@ test_bad_values(void **state)
 	}
 }
 
+/* Appended to MINIMAL_NO_URL: public_url, set on line 12. */
+static const struct {
+	const char	*extra;
+	const char	*want;
+} bad_urls[] = {
+	{ "[twilio]\npublic_url = ftp://example.com\n", NAME ":12: [twilio] public_url: 'ftp://example.com' must start with https:// or http://\n" },
+	{ "[twilio]\npublic_url = HTTPS://example.com\n", NAME ":12: [twilio] public_url: 'HTTPS://example.com' must start with https:// or http://\n" },
+	{ "[twilio]\npublic_url = https://example.com/a?b=1\n", NAME ":12: [twilio] public_url: must not have a query or fragment: each request's own path and query follow it\n" },
+	{ "[twilio]\npublic_url = https://example.com/#x\n", NAME ":12: [twilio] public_url: must not have a query or fragment: each request's own path and query follow it\n" },
+	{ "[twilio]\npublic_url = https://\n", NAME ":12: [twilio] public_url: 'https://' has no valid host[:port]\n" },
+	{ "[twilio]\npublic_url = https:///sms\n", NAME ":12: [twilio] public_url: 'https:///sms' has no valid host[:port]\n" },
+	{ "[twilio]\npublic_url = https://user:pw@example.com\n", NAME ":12: [twilio] public_url: must not contain user:password@\n" },
+	{ "[twilio]\npublic_url = https://example.com:99999\n", NAME ":12: [twilio] public_url: 'https://example.com:99999' has no valid host[:port]\n" },
+	{ "[twilio]\npublic_url = https://exa_mple.com\n", NAME ":12: [twilio] public_url: 'https://exa_mple.com' has no valid host[:port]\n" },
+	{ "[twilio]\npublic_url = https://[::1\n", NAME ":12: [twilio] public_url: 'https://[::1' has no valid host[:port]\n" },
+	/* A list: separated by spaces or tabs, each URL checked on its own. */
+	{ "[twilio]\npublic_url = https://a b.com\n", NAME ":12: [twilio] public_url: 'b.com' must start with https:// or http://\n" },
+	{ "[twilio]\npublic_url = https://a.example  ftp://b.example\n", NAME ":12: [twilio] public_url: 'ftp://b.example' must start with https:// or http://\n" },
+	{ "[twilio]\npublic_url = https://a.example\thttps://b.example\n", NAME ":12: [twilio] public_url: contains a control character\n" },
+	{ "[twilio]\npublic_url = https://a.example https://a.example/\n", NAME ":12: [twilio] public_url: 'https://a.example' is listed twice\n" },
+	{ "[twilio]\npublic_url = https://a.example/x https://b.example https://a.example/x\n", NAME ":12: [twilio] public_url: 'https://a.example/x' is listed twice\n" },
+	{ "[twilio]\npublic_url = https://a.example https://a.example:443\n", NAME ":12: [twilio] public_url: 'https://a.example:443' is listed twice (with and without its default port)\n" },
+	{ "[twilio]\npublic_url = http://a.example:80/p http://a.example/p\n", NAME ":12: [twilio] public_url: 'http://a.example/p' is listed twice (with and without its default port)\n" },
+	{ "[twilio]\npublic_url = https://1.example https://2.example https://3.example https://4.example https://5.example https://6.example https://7.example https://8.example https://9.example\n", NAME ":12: [twilio] public_url: more than 8 URLs\n" },
+	{ "[twilio]\npublic_url =\n", NAME ":12: [twilio] public_url: needs a value\n" },
+};
+
+static void
+test_bad_urls(void **state)
+{
+	char	text[4096];
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(bad_urls); i++) {
+		int n = snprintf(text, sizeof(text), "%s%s", MINIMAL_NO_URL,
+		    bad_urls[i].extra);
+		assert_true(n > 0 && (size_t)n < sizeof(text));
+		expect(text, bad_urls[i].want);
+	}
+	/* Required, and reported at its section's header. */
+	expect(MINIMAL_NO_URL, NAME ":4: [twilio] public_url: required\n");
+}
+
 /* Whole files: missing keys, cross-key rules, keys outside sections. */
 static const struct {
 	const char	*text;
@@ -369,30 +407,44 @@ static const struct {
 	/* Missing required keys: at the section header, or line 1. */
 	{ "[server]\ntls_cert = c\ntls_key = k\n[twilio]\nauth_token_file = a\n"
 	  "[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
-	  NAME ":4: [twilio] account_sid: required\n" },
+	  NAME ":4: [twilio] account_sid: required\n"
+	  NAME ":4: [twilio] public_url: required\n" },
 	{ "[server]\ntls_cert = c\ntls_key = k\n"
 	  "[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
 	  NAME ":1: [twilio] account_sid: required\n"
+	  NAME ":1: [twilio] public_url: required\n"
 	  NAME ":1: [twilio] auth_token_file: required (or auth_token inline)\n" },
 	{ "[server]\ntls_cert = c\ntls_key = k\n[twilio]\n"
 	  "account_sid = AC0123456789abcdef0123456789abcdef\nauth_token_file = a\n"
 	  "[reset]\nroute = /r\n[admin]\ntoken_file = t\n",
+	  NAME ":4: [twilio] public_url: required\n"
 	  NAME ":7: [reset] link: required\n" },
 	{ "[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
 	  "auth_token_file = a\n[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
+	  NAME ":1: [twilio] public_url: required\n"
 	  NAME ":1: [server] tls_cert: required when tls = on\n"
 	  NAME ":1: [server] tls_key: required when tls = on\n" },
 	{ "[server]\ntls_key = k\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
 	  "auth_token_file = a\n[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
+	  NAME ":3: [twilio] public_url: required\n"
 	  NAME ":1: [server] tls_cert: required when tls = on\n" },
-	/* tls = off: public_url decides the signed URL and must be https. */
+	/* public_url is required, whatever tls says; with tls = off, https only. */
 	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
 	  "auth_token_file = a\n[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
-	  NAME ":3: [twilio] public_url: required when tls = off: it is the URL Twilio signs\n" },
+	  NAME ":3: [twilio] public_url: required\n" },
 	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
 	  "auth_token_file = a\npublic_url = http://sms.example.com\n"
 	  "[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
-	  NAME ":6: [twilio] public_url: must start with https:// when tls = off\n" },
+	  NAME ":6: [twilio] public_url: 'http://sms.example.com' must start with https:// when tls = off\n" },
+	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\npublic_url = https://a.example http://b.example https://c.example http://d.example\n"
+	  "[reset]\nlink = {token}\n[admin]\ntoken_file = t\n",
+	  NAME ":6: [twilio] public_url: 'http://b.example' must start with https:// when tls = off\n"
+	  NAME ":6: [twilio] public_url: 'http://d.example' must start with https:// when tls = off\n" },
+	{ "[server]\ntls = on\ntls_cert = c\ntls_key = k\n[twilio]\n"
+	  "account_sid = AC0123456789abcdef0123456789abcdef\n"
+	  "auth_token_file = a\npublic_url = http://b.example\n"
+	  "[reset]\nlink = {token}\n[admin]\ntoken_file = t\n", "" },
 	{ "[server]\ntls = off\n[twilio]\naccount_sid = AC0123456789abcdef0123456789abcdef\n"
 	  "auth_token_file = a\npublic_url = https://sms.example.com\n"
 	  "[reset]\nlink = {token}\n[admin]\ntoken_file = t\n", "" },
@@ -450,12 +502,14 @@ static const struct {
 	  NAME ":9: [reset] link: must contain {token}\n"
 	  NAME ":10: indented line: continuation lines are not supported, put the value on one line\n"
 	  NAME ":12: [admin] listen: '1.2.3.4' is not address:port (such as 0.0.0.0:8443 or [::]:8443)\n"
+	  NAME ":4: [twilio] public_url: required\n"
 	  NAME ":1: [server] tls_cert: required when tls = on\n"
 	  NAME ":1: [server] tls_key: required when tls = on\n"
 	  NAME ":4: [twilio] auth_token_file: required (or auth_token inline)\n" },
 	/* Empty input: everything required is missing. */
 	{ "",
 	  NAME ":1: [twilio] account_sid: required\n"
+	  NAME ":1: [twilio] public_url: required\n"
 	  NAME ":1: [reset] link: required\n"
 	  NAME ":1: [server] tls_cert: required when tls = on\n"
 	  NAME ":1: [server] tls_key: required when tls = on\n"
@@ -477,7 +531,7 @@ test_nul_byte(void **state)
 	static const char text[] = MINIMAL "[server]\nthreads = 4\0 5\n";
 
 	(void)state;
-	expect_n(text, sizeof(text) - 1, NAME ":12: line contains a NUL byte\n");
+	expect_n(text, sizeof(text) - 1, NAME ":13: line contains a NUL byte\n");
 }
 
 static void
@@ -493,9 +547,9 @@ test_too_many_errors(void **state)
 		assert_int_equal(buf_append_str(&text, "bogus = 1\n"), 0);
 	n = parse(text.data, &cfg, &errs);
 	assert_int_equal(n, 150);	/* the count stays exact */
-	/* Lines 12..161 are bad; the first 100 are listed. */
-	assert_non_null(strstr(errs.data, NAME ":111: [server] bogus: unknown key\n"));
-	assert_null(strstr(errs.data, NAME ":112:"));
+	/* Lines 13..162 are bad; the first 100 are listed. */
+	assert_non_null(strstr(errs.data, NAME ":112: [server] bogus: unknown key\n"));
+	assert_null(strstr(errs.data, NAME ":113:"));
 	assert_non_null(strstr(errs.data, NAME ": too many errors; not listing more\n"));
 	config_free(cfg);
 	buf_free(&errs);
@@ -625,8 +679,8 @@ test_bools(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < NELEM(bools); i++) {
-		(void)snprintf(extra, sizeof(extra), "[server]\ntls = %s\n"
-		    "[twilio]\npublic_url = https://x.example\n", bools[i].value);
+		(void)snprintf(extra, sizeof(extra), "[server]\ntls = %s\n",
+		    bools[i].value);
 		c = parse_ok(extra);
 		assert_int_equal(c->tls, bools[i].on);
 		config_free(c);
@@ -673,27 +727,54 @@ test_cidrs(void **state)
 
 static const struct {
 	const char	*value;
-	const char	*stored;
+	size_t		 count;
+	const char	*stored[MAX_PUBLIC_URLS];
 } urls[] = {
-	{ "https://sms.example.com", "https://sms.example.com" },
-	{ "https://sms.example.com/", "https://sms.example.com" },
-	{ "https://example.com:8443/hooks//", "https://example.com:8443/hooks" },
-	{ "http://[::1]:8080/", "http://[::1]:8080" },
-	{ "https://10.0.0.1", "https://10.0.0.1" },
+	{ "https://sms.example.com", 1, { "https://sms.example.com" } },
+	{ "https://sms.example.com/", 1, { "https://sms.example.com" } },
+	{ "https://example.com:8443/hooks//", 1, { "https://example.com:8443/hooks" } },
+	{ "http://[::1]:8080/", 1, { "http://[::1]:8080" } },
+	{ "https://10.0.0.1", 1, { "https://10.0.0.1" } },
+	/* A list keeps its order; same host, other port or path, is another URL. */
+	{ "https://b.example/ https://a.example", 2, { "https://b.example", "https://a.example" } },
+	{ "https://a.example   https://a.example:8443 https://a.example/x", 3,
+	  { "https://a.example", "https://a.example:8443", "https://a.example/x" } },
+	{ "https://A.example https://a.example", 2, { "https://A.example", "https://a.example" } },
+	{ "https://1.example https://2.example https://3.example https://4.example "
+	  "https://5.example https://6.example https://7.example https://8.example", 8,
+	  { "https://1.example", "https://2.example", "https://3.example", "https://4.example",
+	    "https://5.example", "https://6.example", "https://7.example", "https://8.example" } },
 };
+
+/* Good values on top of MINIMAL_NO_URL. */
+static struct config *
+parse_urls_ok(const char *value)
+{
+	char		 text[8192];
+	struct buf	 errs = BUF_INIT;
+	struct config	*cfg;
+	int		 n;
+
+	n = snprintf(text, sizeof(text), "%s[twilio]\npublic_url = %s\n",
+	    MINIMAL_NO_URL, value);
+	assert_true(n > 0 && (size_t)n < sizeof(text));
+	if (parse(text, &cfg, &errs) != 0)
+		fail_msg("%s\nunexpected errors:\n%s", value, errs.data);
+	buf_free(&errs);
+	return cfg;
+}
 
 static void
 test_public_url(void **state)
 {
-	char		 extra[256];
 	struct config	*c;
 
 	(void)state;
 	for (size_t i = 0; i < NELEM(urls); i++) {
-		(void)snprintf(extra, sizeof(extra), "[twilio]\npublic_url = %s\n",
-		    urls[i].value);
-		c = parse_ok(extra);
-		assert_string_equal(c->public_url, urls[i].stored);
+		c = parse_urls_ok(urls[i].value);
+		assert_int_equal(c->public_url.count, urls[i].count);
+		for (size_t j = 0; j < urls[i].count; j++)
+			assert_string_equal(c->public_url.url[j], urls[i].stored[j]);
 		config_free(c);
 	}
 }
@@ -799,7 +880,7 @@ test_twilio_api(void **state)
 	assert_string_equal(c->api_key_secret.data, "k3y");
 	assert_int_equal(c->api_key_secret.len, 3);
 	assert_null(c->api_key_secret_file);
-	assert_int_equal(c->inline_secret_line, 12);
+	assert_int_equal(c->inline_secret_line, 13);
 	config_free(c);
 
 	/* No sender at all is valid: the daemon then leaves the PIN flow off. */
@@ -850,7 +931,7 @@ test_pin(void **state)
 	config_free(c);
 	(void)snprintf(extra, sizeof(extra), "%s[pin]\nmessage = %sx\n",
 	    MINIMAL, tpl);
-	expect(extra, NAME ":12: [pin] message: longer than 1024 bytes\n");
+	expect(extra, NAME ":13: [pin] message: longer than 1024 bytes\n");
 }
 
 /* inih's syntax as we keep it: ':' separator, ';' comments, CRLF, BOM. */
@@ -906,7 +987,7 @@ test_long_lines(void **state)
 
 	(void)snprintf(extra, sizeof(extra), "%s[reset]\nmessage = %sx\n",
 	    MINIMAL, tpl);
-	expect(extra, NAME ":12: [reset] message: longer than 1024 bytes\n");
+	expect(extra, NAME ":13: [reset] message: longer than 1024 bytes\n");
 }
 
 static void
@@ -919,7 +1000,8 @@ test_inline_secret_parse(void **state)
 	assert_int_equal(parse("[server]\ntls_cert = c\ntls_key = k\n[twilio]\n"
 	    "account_sid = AC0123456789abcdef0123456789abcdef\n"
 	    "auth_token = s3cret ; comment\nsecondary_auth_token = other\n"
-	    "[reset]\nlink = {token}\n[admin]\ntoken = adm\n", &c, &errs), 0);
+	    "[reset]\nlink = {token}\n[admin]\ntoken = adm\n"
+	    "[twilio]\npublic_url = https://x.example\n", &c, &errs), 0);
 	assert_string_equal(c->auth_token.data, "s3cret");
 	assert_int_equal(c->auth_token.len, 6);
 	assert_string_equal(c->secondary_auth_token.data, "other");
@@ -1093,7 +1175,7 @@ test_load_credentials_directory(void **state)
 	put(t->dir, "admin-token", "adm\n", 0600);
 	assert_int_equal(config_load(t->ini, &c, &errs), -1);
 	assert_null(c);
-	(void)snprintf(want, sizeof(want), "%s:10: [admin] token_file: "
+	(void)snprintf(want, sizeof(want), "%s:11: [admin] token_file: "
 	    "%s/admin-token: No such file or directory\n", t->ini, t->cred);
 	assert_string_equal(errs.data, want);
 	buf_free(&errs);
@@ -1102,7 +1184,8 @@ test_load_credentials_directory(void **state)
 static const char inline_ini[] =
 	"[server]\ntls_cert = c\ntls_key = k\n[twilio]\n"
 	"account_sid = AC0123456789abcdef0123456789abcdef\n"
-	"auth_token = s3cret\n[reset]\nlink = {token}\n[admin]\ntoken = adm\n";
+	"auth_token = s3cret\n[reset]\nlink = {token}\n[admin]\ntoken = adm\n"
+	"[twilio]\npublic_url = https://x.example\n";
 
 static void
 test_load_inline_mode(void **state)
@@ -1150,7 +1233,8 @@ test_load_bad_secrets(void **state)
 	put(t->dir, "t.ini", "[server]\ntls_cert = c\ntls_key = k\n[twilio]\n"
 	    "account_sid = AC0123456789abcdef0123456789abcdef\n"
 	    "auth_token_file = empty\nsecondary_auth_token_file = big\n"
-	    "[reset]\nlink = {token}\n[admin]\ntoken_file = blank\n", 0644);
+	    "[reset]\nlink = {token}\n[admin]\ntoken_file = blank\n"
+	    "[twilio]\npublic_url = https://x.example\n", 0644);
 	put(t->dir, "empty", "", 0600);
 	put(t->dir, "big", big, 0600);
 	put(t->dir, "blank", "two\nlines\n", 0600);
@@ -1172,7 +1256,7 @@ test_load_bad_secrets(void **state)
 	put(t->dir, "t.ini", text, 0644);
 	assert_int_equal(config_load(t->ini, &c, &errs), -1);
 	(void)snprintf(want, sizeof(want),
-	    "%s:12: [twilio] secondary_auth_token_file: %s/empty: is empty\n",
+	    "%s:13: [twilio] secondary_auth_token_file: %s/empty: is empty\n",
 	    t->ini, t->dir);
 	assert_string_equal(errs.data, want);
 	buf_free(&errs);
@@ -1244,7 +1328,7 @@ test_load_api_key_secret(void **state)
 	put(t->dir, "api-key-secret", "\n", 0600);
 	assert_int_equal(config_load(t->ini, &c, &errs), -1);
 	assert_null(c);
-	(void)snprintf(want, sizeof(want), "%s:13: [twilio] api_key_secret_file: "
+	(void)snprintf(want, sizeof(want), "%s:14: [twilio] api_key_secret_file: "
 	    "%s/api-key-secret: is empty\n", t->ini, t->dir);
 	assert_string_equal(errs.data, want);
 	buf_reset(&errs);
@@ -1254,7 +1338,7 @@ test_load_api_key_secret(void **state)
 	    "api_key_sid = SK0123456789abcdef0123456789abcdef\n"
 	    "api_key_secret = inl1ne\n", 0640);
 	assert_int_equal(config_load(t->ini, &c, &errs), -1);
-	(void)snprintf(want, sizeof(want), "%s:13: [twilio] api_key_secret: "
+	(void)snprintf(want, sizeof(want), "%s:14: [twilio] api_key_secret: "
 	    "inline secret needs the config file to be mode 0600 or stricter\n",
 	    t->ini);
 	assert_string_equal(errs.data, want);
@@ -1264,7 +1348,7 @@ test_load_api_key_secret(void **state)
 		fail_msg("%s", errs.data);
 	assert_string_equal(c->api_key_secret.data, "inl1ne");
 	assert_null(c->api_key_secret_file);
-	assert_int_equal(c->inline_secret_line, 13);
+	assert_int_equal(c->inline_secret_line, 14);
 	config_free(c);
 	buf_free(&errs);
 }
@@ -1283,10 +1367,10 @@ test_load_all_errors(void **state)
 	put(t->dir, "auth-token", "tok\n", 0600);
 	assert_int_equal(config_load(t->ini, &c, &errs), -1);
 	(void)snprintf(want, sizeof(want),
-	    "%s:12: [server] threads: 'many' is not a whole number\n"
-	    "%s:14: [twilio] secondary_auth_token: inline secret needs the "
+	    "%s:13: [server] threads: 'many' is not a whole number\n"
+	    "%s:15: [twilio] secondary_auth_token: inline secret needs the "
 	    "config file to be mode 0600 or stricter\n"
-	    "%s:10: [admin] token_file: %s/admin-token: No such file or directory\n",
+	    "%s:11: [admin] token_file: %s/admin-token: No such file or directory\n",
 	    t->ini, t->ini, t->ini, t->dir);
 	assert_string_equal(errs.data, want);
 	buf_free(&errs);
@@ -1316,6 +1400,28 @@ test_load_relative_path(void **state)
 	buf_free(&errs);
 }
 
+/* Problems found after loading name the key's line, or none for a default. */
+static void
+test_config_error(void **state)
+{
+	struct buf	 errs = BUF_INIT, out = BUF_INIT;
+	struct config	*c;
+
+	(void)state;
+	assert_int_equal(parse(MINIMAL "[store]\npath = /x/db\n", &c, &errs), 0);
+	assert_int_equal(config_error(c, &out, "server", "tls_key", "%s: does not "
+	    "match", "/k.pem"), 0);
+	assert_int_equal(config_error(c, &out, "store", "path", "bad\x01path"), 0);
+	assert_int_equal(config_error(c, &out, "secrets", "server_key_file", "mode"), 0);
+	assert_string_equal(out.data,
+	    NAME ":3: [server] tls_key: /k.pem: does not match\n"
+	    NAME ":13: [store] path: bad?path\n"
+	    NAME ": [secrets] server_key_file: mode\n");
+	config_free(c);
+	buf_free(&errs);
+	buf_free(&out);
+}
+
 int
 main(void)
 {
@@ -1323,6 +1429,7 @@ main(void)
 		cmocka_unit_test(test_minimal_valid),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_bad_urls),
 		cmocka_unit_test(test_whole_files),
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_too_many_errors),
@@ -1339,6 +1446,7 @@ main(void)
 		cmocka_unit_test(test_long_lines),
 		cmocka_unit_test(test_inline_secret_parse),
 		cmocka_unit_test(test_shipped_configs),
+		cmocka_unit_test(test_config_error),
 		cmocka_unit_test_setup_teardown(test_load_secret_files, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_credentials_directory, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_inline_mode, tmp_setup, tmp_teardown),

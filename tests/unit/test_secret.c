@@ -424,6 +424,39 @@ test_key_file_checks(void **state)
 	}
 }
 
+/* secret_key_check judges a file as secret_key_load does, and creates none. */
+static void
+test_key_check(void **state)
+{
+	struct dir	*d = *state;
+	char		 err[256], path[200];
+	bool		 missing;
+
+	assert_int_equal(secret_key_check(d->key, &missing, err, sizeof(err)), 0);
+	assert_true(missing);
+	assert_int_equal(dir_entries(d->path), 0);	/* nothing created */
+	snprintf(path, sizeof(path), "%s/no-such-dir/server.key", d->path);
+	assert_int_equal(secret_key_check(path, &missing, err, sizeof(err)), -1);
+	assert_true(missing);
+	assert_non_null(strstr(err, "cannot be created"));
+	for (size_t i = 0; i < sizeof(file_cases) / sizeof(file_cases[0]); i++) {
+		const struct file_case *c = &file_cases[i];
+		int rc;
+
+		write_file(d->key, c->len, c->mode);
+		err[0] = '\0';
+		rc = secret_key_check(d->key, &missing, err, sizeof(err));
+		assert_false(missing);
+		if (c->err == NULL) {
+			assert_int_equal(rc, 0);
+			continue;
+		}
+		assert_int_equal(rc, -1);
+		if (strstr(err, c->err) == NULL)
+			fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, c->err);
+	}
+}
+
 static void
 test_key_refuses_symlink_and_dir(void **state)
 {
@@ -510,6 +543,7 @@ main(void)
 		cmocka_unit_test(test_hash),
 		cmocka_unit_test_setup_teardown(test_key_create_and_reload, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(test_key_file_checks, dir_setup, dir_teardown),
+		cmocka_unit_test_setup_teardown(test_key_check, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(test_key_refuses_symlink_and_dir, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(test_key_create_race, dir_setup, dir_teardown),
 	};

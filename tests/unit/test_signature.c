@@ -130,13 +130,14 @@ test_verify(void **state)
 		struct signature_key		 keys[2];
 		struct form			 f = FORM_INIT;
 		struct signature_check		 c;
+		struct signature_url		 u = { v->url, strlen(v->url) };
 
 		print_message("%s\n", v->label);
 		for (j = 0; j < v->ntokens; j++)
 			keys[j] = key_of(v->tokens[j]);
 		memset(&c, 0, sizeof(c));
-		c.url = v->url;
-		c.url_len = strlen(v->url);
+		c.urls = &u;
+		c.url_count = 1;
 		if (v->json) {
 			c.body = (const uint8_t *)v->body;
 			c.body_len = strlen(v->body);
@@ -275,12 +276,13 @@ test_verify_edges(void **state)
 	struct signature_key	 k = key_of(v->token);
 	struct form		 f = FORM_INIT;
 	struct signature_check	 c;
+	struct signature_url	 u = { v->url, strlen(v->url) };
 
 	(void)state;
 	assert_int_equal(form_parse(v->body, strlen(v->body), 64, &f), FORM_OK);
 	memset(&c, 0, sizeof(c));
-	c.url = v->url;
-	c.url_len = strlen(v->url);
+	c.urls = &u;
+	c.url_count = 1;
 	c.params = &f;
 	c.header = v->sig;
 	c.header_len = strlen(v->sig);
@@ -294,8 +296,48 @@ test_verify_edges(void **state)
 	c.key_count = 0;
 	assert_int_equal(signature_verify(&c), SIGNATURE_ERROR);
 	c.key_count = 1;
+	c.url_count = 0;
+	assert_int_equal(signature_verify(&c), SIGNATURE_ERROR);
+	c.url_count = 1;
 	/* A trailing byte of the URL is part of what is signed. */
-	c.url_len--;
+	u.len--;
+	assert_int_equal(signature_verify(&c), SIGNATURE_MISMATCH);
+	u.len++;
+	form_free(&f);
+}
+
+/*
+ * Several URLs: the signature of any one of them, in any position, passes;
+ * one of a URL not in the list does not, whatever the others are.
+ */
+static void
+test_verify_url_list(void **state)
+{
+	const struct sig_vector	*v = &sig_vectors[0];
+	struct signature_key	 k = key_of(v->token);
+	struct form		 f = FORM_INIT;
+	struct signature_check	 c;
+	struct signature_url	 urls[4] = {
+		{ "https://a.example/x", 19 }, { "https://b.example:8443/y", 24 },
+		{ v->url, strlen(v->url) }, { "http://c.example", 16 },
+	};
+
+	(void)state;
+	assert_int_equal(form_parse(v->body, strlen(v->body), 64, &f), FORM_OK);
+	memset(&c, 0, sizeof(c));
+	c.params = &f;
+	c.header = v->sig;
+	c.header_len = strlen(v->sig);
+	c.keys = &k;
+	c.key_count = 1;
+	for (size_t first = 0; first < 4; first++) {
+		c.urls = &urls[first];
+		c.url_count = 4 - first;
+		assert_int_equal(signature_verify(&c), first <= 2 ?
+		    SIGNATURE_OK : SIGNATURE_MISMATCH);
+	}
+	c.urls = urls;
+	c.url_count = 2;
 	assert_int_equal(signature_verify(&c), SIGNATURE_MISMATCH);
 	form_free(&f);
 }
@@ -329,6 +371,7 @@ main(void)
 		cmocka_unit_test(test_variants_exact),
 		cmocka_unit_test(test_string),
 		cmocka_unit_test(test_verify_edges),
+		cmocka_unit_test(test_verify_url_list),
 		cmocka_unit_test(test_result_str),
 	};
 
