@@ -24,7 +24,6 @@
 #include "metrics.h"
 
 #define REAPER_TICK_MS	250	/* deadline granularity */
-#define REFUSAL_LOG_MS	1000	/* at most one refusal line a second */
 #define MIN_BUCKETS	64u
 #define MAX_BUCKETS	65536u
 
@@ -55,8 +54,8 @@ struct conn_table {
 	struct addr_count	**buckets;
 	size_t			 nbuckets;	/* a power of two */
 	uint8_t			 hash_key[crypto_shorthash_KEYBYTES];
-	int64_t			 refusal_logged;	/* ms */
-	unsigned		 refusals_unlogged;
+	/* One line a second at most for each, however many connections. */
+	struct log_throttle	 full_log, per_ip_log, cut_log;
 	struct metrics		*metrics;	/* or NULL */
 };
 
@@ -108,29 +107,19 @@ addr_slot(struct conn_table *t, const uint8_t key[16])
 	return p;
 }
 
-/* Count a refusal; log it unless one was logged within the last second. */
 static void
 refused(struct conn_table *t, enum conn_admit why)
 {
-	int64_t now = now_ms();
-
 	if (t->metrics != NULL)
 		metrics_inc(t->metrics, why == CONN_ADMIT_FULL ?
 		    METRIC_CONN_REFUSED_FULL : METRIC_CONN_REFUSED_PER_IP);
-	if (now - t->refusal_logged < REFUSAL_LOG_MS && t->refusal_logged != 0) {
-		t->refusals_unlogged++;
-		return;
-	}
 	if (why == CONN_ADMIT_FULL)
-		log_warnx("%s: max_connections (%u) reached: refusing new connections"
-		    " (%u more refused since the last such line)", t->name, t->max_total,
-		    t->refusals_unlogged);
+		log_throttled(&t->full_log, LOG_LEVEL_WARN, "%s: max_connections (%u)"
+		    " reached: refusing new connections", t->name, t->max_total);
 	else
-		log_warnx("%s: max_connections_per_ip (%u) reached by a peer: refusing its"
-		    " new connections (%u more refused since the last such line)", t->name,
-		    t->max_per_ip, t->refusals_unlogged);
-	t->refusal_logged = now;
-	t->refusals_unlogged = 0;
+		log_throttled(&t->per_ip_log, LOG_LEVEL_WARN, "%s: max_connections_per_ip"
+		    " (%u) reached by a peer: refusing its new connections", t->name,
+		    t->max_per_ip);
 }
 
 enum conn_admit
@@ -256,21 +245,16 @@ reaper_main(void *arg)
 {
 	struct conn_table	*t = arg;
 	struct timespec		 until;
-	int64_t			 logged = 0, now;
-	unsigned		 cut = 0;
+	unsigned		 cut;
 
 	pthread_mutex_lock(&t->mu);
 	while (!t->stopping) {
 		until = clock_deadline(REAPER_TICK_MS);
 		(void)pthread_cond_timedwait(&t->cv, &t->mu, &until);
-		now = now_ms();
-		cut += reap(t, now);
-		if (cut > 0 && now - logged >= REFUSAL_LOG_MS) {
-			log_warnx("%s: %u connection(s) closed: no whole request within"
-			    " request_timeout (%ums)", t->name, cut, t->deadline_ms);
-			logged = now;
-			cut = 0;
-		}
+		if ((cut = reap(t, now_ms())) > 0)
+			log_throttled(&t->cut_log, LOG_LEVEL_WARN, "%s: %u connection(s)"
+			    " closed: no whole request within request_timeout (%ums)",
+			    t->name, cut, t->deadline_ms);
 	}
 	pthread_mutex_unlock(&t->mu);
 	return NULL;
@@ -297,6 +281,7 @@ conn_table_new(const char *name, unsigned max_total, unsigned max_per_ip,
 	t->max_per_ip = max_per_ip;
 	t->deadline_ms = deadline_ms;
 	t->metrics = metrics;
+	t->full_log = t->per_ip_log = t->cut_log = (struct log_throttle)LOG_THROTTLE_INIT;
 	randombytes_buf(t->hash_key, sizeof(t->hash_key));
 	pthread_mutex_init(&t->mu, NULL);
 	if (clock_cond_init(&t->cv) == -1) {
