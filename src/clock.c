@@ -31,3 +31,12 @@ clock_deadline(long ms)
 	}
 	return t;
 }
+
+int64_t
+clock_now_ms(void)
+{
+	struct timespec	t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}

@@ -59,15 +59,6 @@ struct conn_table {
 	struct metrics		*metrics;	/* or NULL */
 };
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* IPv4 as ::ffff:a.b.c.d, so a dual-stack socket counts it once; IPv6 by /64. */
 static bool
 addr_key(const struct sockaddr *sa, uint8_t key[16])
@@ -154,7 +145,7 @@ conn_table_add(struct conn_table *t, const struct sockaddr *addr, int fd)
 		free(c);
 		return NULL;
 	}
-	atomic_init(&c->deadline, now_ms() + t->deadline_ms);
+	atomic_init(&c->deadline, clock_now_ms() + t->deadline_ms);
 	atomic_init(&c->cut, false);
 	pthread_mutex_lock(&t->mu);
 	if (addr_key(addr, key)) {
@@ -208,7 +199,7 @@ void
 conn_answer_sent(struct conn_table *t, struct conn *c)
 {
 	if (c != NULL)
-		atomic_store_explicit(&c->deadline, now_ms() + t->deadline_ms,
+		atomic_store_explicit(&c->deadline, clock_now_ms() + t->deadline_ms,
 		    memory_order_relaxed);
 }
 
@@ -251,7 +242,7 @@ reaper_main(void *arg)
 	while (!t->stopping) {
 		until = clock_deadline(REAPER_TICK_MS);
 		(void)pthread_cond_timedwait(&t->cv, &t->mu, &until);
-		if ((cut = reap(t, now_ms())) > 0)
+		if ((cut = reap(t, clock_now_ms())) > 0)
 			log_throttled(&t->cut_log, LOG_LEVEL_WARN, "%s: %u connection(s)"
 			    " closed: no whole request within request_timeout (%ums)",
 			    t->name, cut, t->deadline_ms);

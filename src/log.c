@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "defaults.h"
 #include "log.h"
 
@@ -137,17 +138,14 @@ log_throttle_pass(struct log_throttle_state *st, int64_t now_ms, int64_t interva
 void
 log_throttled(struct log_throttle *t, enum log_level level, const char *fmt, ...)
 {
-	struct timespec	now;
 	uint64_t	repeated = 0;
 	bool		pass = true;
 	va_list		ap;
 
 	if (!log_enabled(level))
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (pthread_mutex_lock(&t->lock) == 0) {
-		pass = log_throttle_pass(&t->st, (int64_t)now.tv_sec * 1000 +
-		    now.tv_nsec / 1000000, LOG_THROTTLE_MS, &repeated);
+		pass = log_throttle_pass(&t->st, clock_now_ms(), LOG_THROTTLE_MS, &repeated);
 		pthread_mutex_unlock(&t->lock);
 	}
 	if (!pass)

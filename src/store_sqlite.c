@@ -218,15 +218,6 @@ sq_of(struct store *s)
 	return (struct sq_store *)(void *)s;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 conn_close(struct conn *c)
 {
@@ -506,7 +497,7 @@ sq_commit(struct conn *c)
 	}
 	rc = sq_exec(c, ST_COMMIT, "");
 	if (rc == 0)
-		atomic_store_explicit(&c->store->committed_at, now_ms(), memory_order_relaxed);
+		atomic_store_explicit(&c->store->committed_at, clock_now_ms(), memory_order_relaxed);
 	return rc;
 }
 
@@ -743,7 +734,7 @@ sq_probe(struct store *base, char *err, size_t errsz)
 		return -1;
 	}
 	failing = atomic_load_explicit(&s->failing, memory_order_relaxed);
-	if (!failing && now_ms() - atomic_load_explicit(&s->committed_at,
+	if (!failing && clock_now_ms() - atomic_load_explicit(&s->committed_at,
 	    memory_order_relaxed) < PROBE_IDLE_MS)
 		return 0;
 	if (sq_begin(c) == -1 || sq_exec(c, ST_PROBE, "ii", (int64_t)time(NULL),

@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "defaults.h"
 #include "twilio_api.h"
 
@@ -589,21 +590,12 @@ collect_done(struct twilio_api *api, struct twilio_result *res, twilio_done_fn d
 	return ended;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void
 twilio_api_send(struct twilio_api *api, const struct twilio_message *msgs, size_t n,
     twilio_done_fn done, void *arg)
 {
 	struct twilio_result	res[TWILIO_API_MAX_SLOTS], extra;
-	int64_t			until = now_ms() + API_CALL_DEADLINE * 1000, wait;
+	int64_t			until = clock_now_ms() + API_CALL_DEADLINE * 1000, wait;
 	int			running = 0;
 	CURLMcode		mc = CURLM_OK;
 	size_t			i, active = 0;
@@ -632,7 +624,7 @@ twilio_api_send(struct twilio_api *api, const struct twilio_message *msgs, size_
 		active -= collect_done(api, res, done, arg);
 		if (active == 0)
 			break;
-		if ((wait = until - now_ms()) <= 0) {
+		if ((wait = until - clock_now_ms()) <= 0) {
 			why = "no reply within the call deadline";
 			break;
 		}

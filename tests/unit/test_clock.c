@@ -1,6 +1,7 @@
 /*
- * clock.c: deadlines are normalized and lie ms ahead on the monotonic clock;
- * a condition variable from clock_cond_init times out at such a deadline.
+ * clock.c: deadlines are normalized and lie ms ahead on the monotonic clock,
+ * clock_now_ms reads the same clock, and a condition variable from
+ * clock_cond_init times out at such a deadline.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -58,11 +59,26 @@ test_cond_times_out(void **state)
 	pthread_cond_destroy(&cv);
 }
 
+static void
+test_now_ms(void **state)
+{
+	struct timespec	before, after;
+	int64_t		ms;
+
+	(void)state;
+	clock_gettime(CLOCK_MONOTONIC, &before);
+	ms = clock_now_ms();
+	clock_gettime(CLOCK_MONOTONIC, &after);
+	assert_true(ms >= ns_of(before) / 1000000);
+	assert_true(ms <= ns_of(after) / 1000000);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_deadline),
+		cmocka_unit_test(test_now_ms),
 		cmocka_unit_test(test_cond_times_out),
 	};
 
