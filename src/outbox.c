@@ -105,6 +105,85 @@ stopping(struct outbox *ob, unsigned long *seen)
 	return stop;
 }
 
+/*
+ * A worker's store write, run on the batch thread: the store's one writer,
+ * so a worker never starves behind the webhooks' transactions, and its
+ * commits ride along with theirs (batch.h).
+ */
+struct write_op {
+	enum { OP_LEASE, OP_SENT, OP_RETRY, OP_GIVE_UP } kind;
+	struct store		*store;
+	int64_t			 id, now, next;
+	const char		*sid;
+	long			 http_status;
+	int			 error_code;
+	bool			 expired;
+	struct store_outbox_msg	*msgs;
+	size_t			 max, n;
+	int			 rc;
+};
+
+static void
+write_run(void *arg)
+{
+	struct write_op *op = arg;
+
+	switch (op->kind) {
+	case OP_LEASE:
+		op->rc = store_outbox_lease(op->store, op->now, OUTBOX_LEASE, op->msgs,
+		    op->max, &op->n);
+		break;
+	case OP_SENT:
+		op->rc = store_outbox_sent(op->store, op->id, op->sid, op->now);
+		break;
+	case OP_RETRY:
+		op->rc = store_outbox_retry(op->store, op->id, op->next, op->http_status,
+		    op->error_code);
+		break;
+	case OP_GIVE_UP:
+	default:
+		op->rc = store_outbox_give_up(op->store, op->id, op->expired,
+		    op->http_status, op->error_code, op->now);
+		break;
+	}
+}
+
+/* 0 once the write is committed; -1 after the store logged why. */
+static int
+write_exec(struct outbox *ob, struct write_op *op)
+{
+	op->store = ob->store;
+	op->rc = -1;
+	if (batch_call(ob->cfg.batch, write_run, op) == -1) {
+		/* Leased, but the batch rolled back: nothing is leased after all. */
+		if (op->kind == OP_LEASE && op->rc == 0)
+			while (op->n > 0)
+				buf_free_secret(&op->msgs[--op->n].body);
+		return -1;
+	}
+	return op->rc;
+}
+
+static int
+write_retry(struct outbox *ob, int64_t id, int64_t next, long http_status,
+    int error_code)
+{
+	struct write_op op = { .kind = OP_RETRY, .id = id, .next = next,
+	    .http_status = http_status, .error_code = error_code };
+
+	return write_exec(ob, &op);
+}
+
+static int
+write_give_up(struct outbox *ob, int64_t id, bool expired, long http_status,
+    int error_code, int64_t now)
+{
+	struct write_op op = { .kind = OP_GIVE_UP, .id = id, .expired = expired,
+	    .http_status = http_status, .error_code = error_code, .now = now };
+
+	return write_exec(ob, &op);
+}
+
 static void
 store_failed(struct outbox *ob, const char *what)
 {
@@ -113,30 +192,94 @@ store_failed(struct outbox *ob, const char *what)
 	metrics_inc(ob->metrics, METRIC_STORE_ERRORS);
 }
 
+/* A "sent" on its way to the store: what its log line needs, and the write. */
+struct sent_note {
+	struct outbox	*ob;
+	struct write_op	 op;
+	unsigned	 tries;
+	char		 sid[sizeof(((struct twilio_result *)NULL)->sid)];
+	char		 masked[PHONE_MASK_MAX];
+	unsigned	 attempts;
+	long		 http_status;
+};
+
+static void	sent_post(struct sent_note *note);
+
+static void
+sent_run(void *arg)
+{
+	struct sent_note *note = arg;
+
+	write_run(&note->op);
+}
+
+/*
+ * The record's batch is over. A store error sends it to the next batch, a
+ * few times, never retried here: this runs on the batch thread, which every
+ * webhook waits for. Past that the message is sent again once its lease
+ * runs out.
+ */
+static void
+sent_after(void *arg, bool committed)
+{
+	struct sent_note	*note = arg;
+	struct write_op		*op = &note->op;
+	const char		*sid = note->sid[0] != '\0' ? note->sid : "-";
+
+	if (committed && op->rc == 0)
+		log_info("outbox: message %lld to %s: sent (attempt %u), http %ld, sid %s",
+		    (long long)op->id, note->masked, note->attempts, note->http_status, sid);
+	else {
+		metrics_inc(note->ob->metrics, METRIC_STORE_ERRORS);
+		if (note->tries < SENT_TRIES) {
+			sent_post(note);
+			return;
+		}
+		log_error("outbox: message %lld to %s: Twilio accepted it (sid %s) but the"
+		    " store did not record it: it will be sent again when its lease runs out",
+		    (long long)op->id, note->masked, sid);
+	}
+	free(note);
+}
+
+/* Into the next batch without waiting for it; here when memory is short. */
+static void
+sent_post(struct sent_note *note)
+{
+	note->tries++;
+	note->op.rc = -1;
+	if (batch_post(note->ob->cfg.batch, sent_run, sent_after, note) == 0)
+		return;
+	sent_run(note);
+	sent_after(note, true);
+}
+
 /*
  * Twilio has it: that record is all that stands between us and a second
- * SMS, so a failed write is tried again at once, a few times, before the
- * message is left to be sent again when its lease runs out.
+ * SMS, so it goes into the very next commit; the worker does not wait for
+ * it and sends on.
  */
 static void
 record_sent(struct outbox *ob, const struct store_outbox_msg *m,
     const struct twilio_result *res, const char *masked)
 {
-	const char	*sid = res->sid[0] != '\0' ? res->sid : "-";
+	struct sent_note	*note;
 
 	metrics_inc(ob->metrics, METRIC_SMS_SENT);
-	for (unsigned tries = 0; tries < SENT_TRIES; tries++) {
-		if (store_outbox_sent(ob->store, m->id, res->sid, (int64_t)time(NULL)) == 0) {
-			log_info("outbox: message %lld to %s: sent (attempt %u), http %ld,"
-			    " sid %s", (long long)m->id, masked, m->attempts, res->http_status,
-			    sid);
-			return;
-		}
-		metrics_inc(ob->metrics, METRIC_STORE_ERRORS);
+	if ((note = calloc(1, sizeof(*note))) == NULL) {
+		log_error("outbox: message %lld to %s: out of memory recording it sent:"
+		    " it will be sent again when its lease runs out", (long long)m->id, masked);
+		return;
 	}
-	log_error("outbox: message %lld to %s: Twilio accepted it (sid %s) but the"
-	    " store did not record it: it will be sent again when its lease runs out",
-	    (long long)m->id, masked, sid);
+	note->ob = ob;
+	memcpy(note->sid, res->sid, sizeof(note->sid));
+	note->sid[sizeof(note->sid) - 1] = '\0';
+	snprintf(note->masked, sizeof(note->masked), "%s", masked);
+	note->attempts = m->attempts;
+	note->http_status = res->http_status;
+	note->op = (struct write_op){ .kind = OP_SENT, .store = ob->store, .id = m->id,
+	    .sid = note->sid, .now = (int64_t)time(NULL) };
+	sent_post(note);
 }
 
 static void
@@ -159,8 +302,7 @@ record_retry(struct outbox *ob, const struct store_outbox_msg *m,
 		log_info("outbox: message %lld to %s: http %ld, code %d (attempt %u); retry in %llds",
 		    (long long)m->id, masked, res->http_status, res->error_code, m->attempts,
 		    (long long)(next - now));
-	if (store_outbox_retry(ob->store, m->id, next, res->http_status,
-	    res->error_code) == -1)
+	if (write_retry(ob, m->id, next, res->http_status, res->error_code) == -1)
 		store_failed(ob, "scheduling a retry");
 }
 
@@ -172,8 +314,8 @@ record_failed(struct outbox *ob, const struct store_outbox_msg *m,
 	/* Not res->detail: Twilio's message text may quote the whole number. */
 	log_warnx("outbox: message %lld to %s: failed (attempt %u), http %ld, code %d",
 	    (long long)m->id, masked, m->attempts, res->http_status, res->error_code);
-	if (store_outbox_give_up(ob->store, m->id, false, res->http_status,
-	    res->error_code, now) == -1)
+	if (write_give_up(ob, m->id, false, res->http_status, res->error_code,
+	    now) == -1)
 		store_failed(ob, "recording a failure");
 }
 
@@ -261,10 +403,10 @@ deliver(struct worker *w, struct store_outbox_msg *msgs, size_t n, int64_t lease
 				metrics_inc(ob->metrics, METRIC_SMS_EXPIRED);
 				log_info("outbox: message %lld to %s: expired unsent (attempt %u)",
 				    (long long)m->id, masked, m->attempts);
-				if (store_outbox_give_up(ob->store, m->id, true, 0, 0, now) == -1)
+				if (write_give_up(ob, m->id, true, 0, 0, now) == -1)
 					store_failed(ob, "expiring a message");
 			} else if (hand_back) {
-				if (store_outbox_retry(ob->store, m->id, now, 0, 0) == -1)
+				if (write_retry(ob, m->id, now, 0, 0) == -1)
 					store_failed(ob, "returning a leased message");
 			} else {
 				round[k].m = m;
@@ -286,6 +428,7 @@ worker_main(void *arg)
 	struct worker		*w = arg;
 	struct outbox		*ob = w->ob;
 	struct store_outbox_msg	 msgs[OUTBOX_BATCH];
+	struct write_op		 op;
 	unsigned long		 seen;
 	size_t			 n, want = OUTBOX_BATCH_MIN;
 	int64_t			 now;
@@ -293,13 +436,15 @@ worker_main(void *arg)
 	while (!stopping(ob, &seen)) {
 		memset(msgs, 0, sizeof(msgs));
 		now = (int64_t)time(NULL);
+		op = (struct write_op){ .kind = OP_LEASE, .now = now, .msgs = msgs,
+		    .max = want };
 		/* On failure nothing is left filled. */
-		if (store_outbox_lease(ob->store, now, OUTBOX_LEASE, msgs, want, &n) == -1) {
+		if (write_exec(ob, &op) == -1) {
 			store_failed(ob, "leasing messages");
 			(void)wait_ms(ob, seen, false, STORE_PAUSE_MS);
 			continue;
 		}
-		n = n < want ? n : want;
+		n = op.n < want ? op.n : want;
 		/* Full: a backlog, so lease more next round; else back to the minimum. */
 		if (n < want)
 			want = OUTBOX_BATCH_MIN;
@@ -347,6 +492,10 @@ outbox_start(const struct outbox_config *cfg, struct store *store,
 	int		 err;
 
 	*out = NULL;
+	if (cfg->batch == NULL) {
+		log_error("outbox: no batch to write through");
+		return -1;
+	}
 	if (cfg->workers == 0 || cfg->workers > MAX_THREADS) {
 		log_error("outbox: %u workers: want 1 to %u", cfg->workers, MAX_THREADS);
 		return -1;

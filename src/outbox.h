@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "batch.h"
 #include "metrics.h"
 #include "store.h"
 #include "twilio_api.h"
@@ -19,11 +20,13 @@ struct outbox_config {
 	const struct twilio_api_config	*api;
 	const char			*status_callback;	/* URL, or NULL */
 	unsigned			 workers;
+	/* The workers' store writes run in its batches (required). */
+	struct batch			*batch;
 };
 
 /*
- * Start the workers. Each writes to the store on its own connection; rows a
- * dead process left "sending" are leased again once their lease runs out.
+ * Start the workers; their store writes go through cfg->batch. Rows a dead
+ * process left "sending" are leased again once their lease runs out.
  * 0, or -1 after logging.
  */
 __attribute__((warn_unused_result))

@@ -201,7 +201,7 @@ static int
 start_outbox(struct daemon_state *st)
 {
 	const struct config	*cfg = st->cfg;
-	struct outbox_config	 ocfg = { &st->api, NULL, OUTBOX_WORKERS };
+	struct outbox_config	 ocfg = { &st->api, NULL, OUTBOX_WORKERS, st->app.batch };
 
 	if (!config_sms_enabled(cfg)) {
 		log_info("pin flow off: set [twilio] from_number or messaging_service_sid to enable it");

@@ -167,21 +167,85 @@ test_webhooks_resumed_after_commit(void **state)
 	assert_int_equal(f->failed, 0);
 }
 
+/* A store call from another thread: its write is committed when it returns. */
+static void
+call_add_user(void *arg)
+{
+	int *rc = arg;
+
+	*rc = store_user_add(the_fx->s, "+15550000001", "alice");
+}
+
+struct post_result {
+	int	rc;
+	int	after_calls;
+	bool	committed;
+};
+
+static void
+post_add_user(void *arg)
+{
+	struct post_result *r = arg;
+
+	r->rc = store_user_add(the_fx->s, "+15550000002", "bob");
+}
+
+static void
+post_after(void *arg, bool committed)
+{
+	struct post_result *r = arg;
+
+	r->after_calls++;
+	r->committed = committed;
+	pthread_mutex_lock(&the_fx->mu);
+	pthread_cond_broadcast(&the_fx->cv);
+	pthread_mutex_unlock(&the_fx->mu);
+}
+
+static void
+test_call_and_post(void **state)
+{
+	struct fx		*f = *state;
+	struct post_result	 r = { -1, 0, false };
+	struct buf		 uid = BUF_INIT;
+	bool			 found;
+	int			 rc = -1;
+
+	assert_int_equal(batch_call(f->b, call_add_user, &rc), 0);
+	assert_int_equal(rc, 0);
+	assert_int_equal(store_user_lookup(f->s, "+15550000001", &uid, &found), 0);
+	assert_true(found);
+	assert_int_equal(batch_post(f->b, post_add_user, post_after, &r), 0);
+	pthread_mutex_lock(&f->mu);
+	while (r.after_calls == 0)
+		pthread_cond_wait(&f->cv, &f->mu);
+	pthread_mutex_unlock(&f->mu);
+	assert_int_equal(r.rc, 0);
+	assert_true(r.committed);
+	assert_int_equal(r.after_calls, 1);
+	buf_reset(&uid);
+	assert_int_equal(store_user_lookup(f->s, "+15550000002", &uid, &found), 0);
+	assert_true(found);
+	buf_free(&uid);
+}
+
 /*
  * Another process holds the write lock past the busy timeout: the batch
- * cannot begin, so every webhook in it fails (503, retried by Twilio);
- * nothing was written.
+ * cannot begin, so every webhook in it fails (503, retried by Twilio) and
+ * a waiting call hears its write did not happen; nothing was written.
  */
 static void
 test_batch_that_cannot_begin_fails_all(void **state)
 {
 	struct fx	*f = *state;
 	sqlite3		*h;
+	int		 rc = -1;
 
 	assert_int_equal(sqlite3_open_v2(f->ss.db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
 	for (size_t i = 0; i < 2; i++)
 		batch_submit(f->b, &f->reqs[i], &f->replies[i]);
+	assert_int_equal(batch_call(f->b, call_add_user, &rc), -1);
 	wait_resumed(f, 2);
 	assert_int_equal(sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(h);
@@ -191,16 +255,23 @@ test_batch_that_cannot_begin_fails_all(void **state)
 	assert_int_equal(committed_rows(f), 0);
 }
 
-/* After batch_stop, submits run on the caller's thread. */
+/* After batch_stop, submits, calls and posts run on the caller's thread. */
 static void
 test_after_stop_runs_inline(void **state)
 {
-	struct fx *f = *state;
+	struct fx		*f = *state;
+	struct post_result	 r = { -1, 0, false };
+	int			 rc = -1;
 
 	batch_stop(f->b);
 	batch_submit(f->b, &f->reqs[0], &f->replies[0]);
 	assert_int_equal(f->resumed, 1);	/* already, on this thread */
 	assert_int_equal(f->replies[0].status, 200);
+	assert_int_equal(batch_call(f->b, call_add_user, &rc), 0);
+	assert_int_equal(rc, 0);
+	assert_int_equal(batch_post(f->b, post_add_user, post_after, &r), 0);
+	assert_int_equal(r.after_calls, 1);
+	assert_true(r.committed);
 	assert_int_equal(committed_rows(f), 1);
 }
 
@@ -211,6 +282,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_webhooks_resumed_after_commit),
+		T(test_call_and_post),
 		T(test_batch_that_cannot_begin_fails_all),
 		T(test_after_stop_runs_inline),
 	};
