@@ -42,12 +42,16 @@ enum st {
  * then copies the rest with writers held off and waits out readers
  * (RESTART, at most SQ_CKPT_WAIT_MS for each), so the next commit writes
  * the WAL from its start and journal_size_limit trims the file back to
- * SQ_WAL_LIMIT_BYTES. With 4 KiB pages the WAL stays near 8 MiB, beyond
- * that only while a reader holds a restart off.
+ * SQ_WAL_LIMIT_BYTES. Should load keep the write lock from this thread, the
+ * committer that takes the WAL past SQ_WAL_HARD_FRAMES starts it over
+ * itself. With 4 KiB pages the WAL stays under about 16 MiB, beyond that
+ * only while a reader holds a restart off.
  */
 #define SQ_CKPT_FRAMES		1000
 #define SQ_CKPT_INTERVAL_MS	1000
 #define SQ_WAL_RESTART_FRAMES	2000
+#define SQ_WAL_HARD_FRAMES	4000	/* the committer starts it over itself */
+#define SQ_WAL_RETRY_FRAMES	256
 #define SQ_WAL_LIMIT_BYTES	(8 * 1024 * 1024)
 #define SQ_CKPT_WAIT_MS		20
 

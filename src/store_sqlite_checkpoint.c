@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "clock.h"
+#include "defaults.h"
 #include "log.h"
 #include "store_sqlite.h"
 
@@ -28,8 +29,34 @@ struct sq_ckpt {
 	atomic_bool	 pending;	/* a wake is on its way: hooks skip the lock */
 	atomic_int	 seen;		/* WAL frames the last round copied up to */
 	atomic_int	 frames;	/* WAL frames after the latest commit */
+	atomic_int	 forced_at;	/* WAL frames when a committer last tried a restart */
 	int		 last_rc;	/* of the previous round, to log changes once */
 };
+
+/*
+ * Under steady load this thread's RESTART may never find the write lock
+ * free (SQLite's lock has no queue, and the batch thread commits back to
+ * back): past SQ_WAL_HARD_FRAMES the committer itself starts the WAL over,
+ * right after its commit, waiting at most SQ_CKPT_WAIT_MS for readers, and
+ * tries again only SQ_WAL_RETRY_FRAMES later if it could not. SQLite's own
+ * autocheckpoint checkpoints from this hook the same way.
+ */
+static void
+restart_here(struct sq_ckpt *k, sqlite3 *db, int frames)
+{
+	int forced = atomic_load_explicit(&k->forced_at, memory_order_relaxed);
+
+	if (frames < SQ_WAL_HARD_FRAMES || (forced != 0 && frames < forced + SQ_WAL_RETRY_FRAMES))
+		return;
+	atomic_store_explicit(&k->forced_at, frames, memory_order_relaxed);
+	(void)sqlite3_busy_timeout(db, SQ_CKPT_WAIT_MS);
+	if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL) ==
+	    SQLITE_OK) {
+		atomic_store_explicit(&k->seen, 0, memory_order_relaxed);
+		atomic_store_explicit(&k->forced_at, 0, memory_order_relaxed);
+	}
+	(void)sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+}
 
 int
 sq_ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
@@ -37,11 +64,11 @@ sq_ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	struct sq_ckpt	*k = arg;
 	int		 seen;
 
-	(void)db;
 	(void)name;
 	if (k == NULL)
 		return SQLITE_OK;
 	atomic_store_explicit(&k->frames, frames, memory_order_relaxed);
+	restart_here(k, db, frames);
 	/*
 	 * frames counts the whole WAL, copied or not; under load it does not
 	 * start over, so count from the last round (or from 0 when it did).
@@ -152,6 +179,7 @@ sq_ckpt_start(const char *path, struct sq_ckpt **out, char *err, size_t errsz)
 	atomic_init(&k->pending, false);
 	atomic_init(&k->seen, 0);
 	atomic_init(&k->frames, 0);
+	atomic_init(&k->forced_at, 0);
 	if (sqlite3_open_v2(path, &k->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(k->db, SQ_CKPT_WAIT_MS) != SQLITE_OK ||

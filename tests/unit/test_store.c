@@ -1010,6 +1010,30 @@ test_schema(void **state)
 }
 
 /*
+ * The WAL stays bounded under a stream of commits: the checkpointer starts
+ * it over past 2000 frames and journal_size_limit trims it to 8 MiB, so
+ * 6000 one-page commits (24 MiB of frames) never leave a WAL near that.
+ */
+static void
+test_wal_bounded(void **state)
+{
+	struct fx	*f = *state;
+	struct stat	 st;
+	char		 wal[192], phone[16];
+	off_t		 largest = 0;
+
+	snprintf(wal, sizeof(wal), "%s-wal", f->ss.db);
+	for (int i = 0; i < 6000; i++) {
+		snprintf(phone, sizeof(phone), "+1555%07d", i);
+		assert_int_equal(store_user_add(f->s, phone, "u"), 0);
+		if (i % 100 == 0 && stat(wal, &st) == 0 && st.st_size > largest)
+			largest = st.st_size;
+	}
+	assert_true(largest > 0);
+	assert_true(largest <= (off_t)16 * 1024 * 1024);
+}
+
+/*
  * The lookups the backend makes (as store_sqlite.c spells them) find rows by
  * a key or an index, and each index serves one of them. Nothing on a
  * webhook's path scans or sorts. The purges of webhooks and reset_tokens
@@ -1883,6 +1907,7 @@ main(void)
 		T(test_concurrent_claims),
 		T(test_concurrent_redeem),
 		T(test_schema),
+		T(test_wal_bounded),
 		T(test_query_plans),
 		T(test_limits),
 		T(test_pin_finish),
