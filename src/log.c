@@ -1,13 +1,17 @@
 /*
- * Logging: one line per event on stderr, "<level>: message". Lines are
- * written with a single write(2) so threads never interleave within a line.
- * log_throttled keeps a call site that repeats itself to a line a second.
+ * Logging: one line per event on stderr, "<level>: message", and when stderr
+ * is the journal (JOURNAL_STREAM names its device and inode) each line starts
+ * with its syslog priority, "<3>error: ...", which journald strips and
+ * records. Lines are written with a single write(2) so threads never
+ * interleave within a line. log_throttled keeps a call site that repeats
+ * itself to a line a second.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,11 +22,37 @@
 #define LOG_LINE_MAX 2048
 
 static enum log_level threshold = LOG_LEVEL_INFO;
+/* stderr is the journal: -1 not asked yet, else 0 or 1. Set once, at startup. */
+static int journal = -1;
+
+int
+log_journal_stream(const char *env, dev_t dev, ino_t ino)
+{
+	unsigned long long	d, i;
+	char			tail;
+
+	/* systemd.exec(5): "device:inode", both decimal. */
+	if (env == NULL || sscanf(env, "%llu:%llu%c", &d, &i, &tail) != 2)
+		return 0;
+	return d == (unsigned long long)dev && i == (unsigned long long)ino;
+}
+
+static bool
+to_journal(void)
+{
+	struct stat st;
+
+	if (journal == -1)
+		journal = fstat(STDERR_FILENO, &st) == 0 &&
+		    log_journal_stream(getenv("JOURNAL_STREAM"), st.st_dev, st.st_ino);
+	return journal == 1;
+}
 
 void
 log_init(enum log_level level)
 {
 	threshold = level;
+	(void)to_journal();
 }
 
 int
@@ -52,6 +82,11 @@ static const char *const prefixes[] = {
 	[LOG_LEVEL_DEBUG] = "debug: ", [LOG_LEVEL_INFO] = "info: ",
 	[LOG_LEVEL_WARN] = "warning: ", [LOG_LEVEL_ERROR] = "error: ",
 };
+/* sd-daemon(3)'s SD_DEBUG, SD_INFO, SD_WARNING, SD_ERR. */
+static const char *const priorities[] = {
+	[LOG_LEVEL_DEBUG] = "<7>", [LOG_LEVEL_INFO] = "<6>",
+	[LOG_LEVEL_WARN] = "<4>", [LOG_LEVEL_ERROR] = "<3>",
+};
 
 /* suffix: ": suffix" appended (strerror); repeated > 0: the throttle's count. */
 static void
@@ -64,7 +99,8 @@ vlog(enum log_level level, const char *prefix, const char *suffix,
 
 	if (!log_enabled(level))
 		return;
-	n = snprintf(line, sizeof(line), "%s", prefix);
+	n = snprintf(line, sizeof(line), "%s%s", to_journal() ? priorities[level] : "",
+	    prefix);
 	if (n < 0)
 		return;
 	m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);

@@ -10,9 +10,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <sys/types.h>
+
 #include "config.h"
 
 void	log_init(enum log_level level);
+/*
+ * Pure: does JOURNAL_STREAM's value env ("device:inode", or NULL) name the
+ * file with dev and ino? 1 or 0. log_init asks it about stderr once.
+ */
+int	log_journal_stream(const char *env, dev_t dev, ino_t ino);
 /* Parse "debug", "info", "warn", "error". 0 or -1. */
 int	log_level_parse(const char *s, enum log_level *out);
 int	log_enabled(enum log_level level);

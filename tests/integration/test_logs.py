@@ -323,3 +323,24 @@ def test_library_messages_throttled(logd):
     counts = [int(m.group(1)) for m in map(re.compile(r"\(repeated (\d+) times\)$").search, lines) if m]
     assert counts and sum(counts) + len(lines) <= n + 1, lines
     assert sum(counts) >= n // 2, lines
+
+
+def test_journal_priorities(daemon_factory, monkeypatch):
+    """When stderr is the journal (JOURNAL_STREAM names its device and inode)
+    every line starts with its syslog priority; otherwise lines are plain."""
+    d = daemon_factory.make(users={ALICE: "alice"}, start=False, name="journal")
+    d.log_path.touch()
+    st = d.log_path.stat()
+    monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+    d.start()
+    assert d.reset(ALICE).status_code == 200
+    assert d.post_signed(d.params(ALICE), token="0" * 32).status_code == 403
+    assert d.stop() == 0
+    lines = d.log_text().splitlines()
+    assert lines and all(l[:3] in ("<3>", "<4>", "<6>", "<7>") for l in lines), lines[:5]
+    assert any(l.startswith("<6>info: access public") for l in lines)
+    monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino + 1}")
+    d.start()
+    assert d.stop() == 0
+    tail = d.log_text().splitlines()[len(lines):]
+    assert tail and not any(l.startswith("<") for l in tail), tail[:5]

@@ -152,6 +152,24 @@ test_throttled_lines(void **state)
 	free(text);
 }
 
+/* JOURNAL_STREAM is "device:inode" in decimal; anything else is not the journal. */
+static void
+test_journal_stream(void **state)
+{
+	static const struct {
+		const char	*env;
+		int		 want;
+	} cases[] = {
+		{ "2049:131", 1 }, { "2049:132", 0 }, { "2048:131", 0 },
+		{ NULL, 0 }, { "", 0 }, { "2049", 0 }, { "2049:131x", 0 },
+		{ "2049:131:1", 0 }, { "x:131", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(log_journal_stream(cases[i].env, 2049, 131), cases[i].want);
+}
+
 int
 main(void)
 {
@@ -159,6 +177,7 @@ main(void)
 		cmocka_unit_test(test_pass_sequences),
 		cmocka_unit_test(test_burst),
 		cmocka_unit_test(test_throttled_lines),
+		cmocka_unit_test(test_journal_stream),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
