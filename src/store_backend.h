@@ -59,5 +59,8 @@ struct store {
 __attribute__((warn_unused_result))
 int	store_sqlite_open(const struct store_config *cfg, struct store **out, char *err,
 	    size_t errsz);
+__attribute__((warn_unused_result))
+int	store_pg_open(const struct store_config *cfg, struct store **out, char *err,
+	    size_t errsz);
 
 #endif
