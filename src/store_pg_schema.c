@@ -5,6 +5,7 @@
  * and the others wait, then find it done. A database written by a newer
  * release is refused, never touched.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,7 @@ pg_schema_migrate(PGconn *db, char *err, size_t errsz)
 	char		 key[24], ver[16];
 	const char	*kp = key, *vp = ver;
 	long		 version;
+	bool		 fresh;
 	int		 rc = -1;
 
 	snprintf(key, sizeof(key), "%lld", (long long)PG_SCHEMA_LOCK_KEY);
@@ -128,8 +130,18 @@ pg_schema_migrate(PGconn *db, char *err, size_t errsz)
 	if (run(db, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, NULL, err, errsz) == -1 ||
 	    run(db, "SELECT pg_advisory_xact_lock($1::bigint)", 1, &kp, NULL, err,
 	    errsz) == -1 ||
-	    run(db, "CREATE TABLE IF NOT EXISTS schema_version ("
-	    " version integer NOT NULL)", 0, NULL, NULL, err, errsz) == -1 ||
+	    run(db, "SELECT to_regclass('schema_version') IS NULL", 0, NULL, &r,
+	    err, errsz) == -1)
+		goto done;
+	/*
+	 * Created only when missing: a role without CREATE on the schema can
+	 * then run an instance once the database is at the current version.
+	 */
+	fresh = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	r = NULL;
+	if ((fresh && run(db, "CREATE TABLE schema_version (version integer NOT NULL)",
+	    0, NULL, NULL, err, errsz) == -1) ||
 	    run(db, "SELECT coalesce(max(version), 0) FROM schema_version", 0, NULL,
 	    &r, err, errsz) == -1)
 		goto done;

@@ -564,6 +564,7 @@ test_batch(void **state)
 	c = claim(f->s, "SMb1", T0 + 1);
 	assert_int_equal(c.state, STORE_CLAIM_DONE);
 	assert_int_equal(c.id, id);
+	buf_free(&c.user_id);
 	for (size_t i = 0; i < 2; i++) {
 		c = claim(f->s, i == 0 ? "SMb2" : "SMb3", T0 + 1);
 		assert_int_equal(c.state, STORE_CLAIM_NEW);
@@ -950,10 +951,35 @@ test_pg_open_errors(void **state)
 	assert_int_equal(store_open(&cfg, &s, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "schema version 99"));
 	db_exec(f, "UPDATE schema_version SET version = 1");
-	/* Two instances opening one database at once: one migrates, both open. */
 	assert_int_equal(store_open(&cfg, &s, err, sizeof(err)), 0);
 	store_close(s);
 	assert_sql(f, "SELECT count(*) FROM schema_version", "1");
+}
+
+/* Once the schema is in place, a role that may only read and write rows runs. */
+static void
+test_pg_dml_only_role(void **state)
+{
+	struct fx	*f = *state;
+	struct store	*s = NULL;
+	struct store_config cfg = { "postgresql", NULL, NULL };
+	char		 sql[512], dsn[600], err[256];
+
+	snprintf(sql, sizeof(sql), "CREATE ROLE %s_dml LOGIN;"
+	    " REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+	    " GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public"
+	    " TO %s_dml; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %s_dml",
+	    f->db, f->db, f->db);
+	db_exec(f, sql);
+	snprintf(dsn, sizeof(dsn), "%s user=%s_dml", f->dsn, f->db);
+	cfg.dsn = dsn;
+	if (store_open(&cfg, &s, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
+	(void)issue(s, "SMdml", 1, "alice", T0);
+	assert_int_equal(store_user_add(s, "+15550000001", "alice"), 0);
+	store_close(s);
+	snprintf(sql, sizeof(sql), "DROP OWNED BY %s_dml; DROP ROLE %s_dml", f->db, f->db);
+	db_exec(f, sql);
 }
 
 #define CONTRACT(t)	cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -979,6 +1005,7 @@ static const struct CMUnitTest pg_only[] = {
 	CONTRACT(test_pg_lease_race),
 	CONTRACT(test_pg_reconnect),
 	CONTRACT(test_pg_open_errors),
+	CONTRACT(test_pg_dml_only_role),
 };
 
 static int
