@@ -903,6 +903,83 @@ test_pg_lease_race(void **state)
 }
 
 /*
+ * Two instances' batches take two limit windows in opposite orders: the
+ * server finds the deadlock (40P01) and fails one job; each batch still
+ * commits its other work.
+ */
+struct deadlock_side {
+	struct store		*s;
+	pthread_barrier_t	*mid;
+	const char		*first, *second;	/* limit keys, in order */
+	const char		*tag;
+	int			 rc[2], end;
+};
+
+static int
+limited_finish(struct store *s, const char *key, const char *limit_key)
+{
+	struct store_limit	 lim = { limit_key, 100, 3600 };
+	struct store_claim	 c = { .user_id = BUF_INIT };
+	uint8_t			 h[STORE_HASH_BYTES];
+	int64_t			 id;
+	int			 by, rc;
+
+	hash_of(h, 1);
+	if ((rc = store_claim(s, ROUTE, key, T0, STALE, &c)) == 0)
+		rc = store_reset_finish(s, ROUTE, key, 1, h, "alice", T0 + 900, T0,
+		    &lim, 1, &by, &id);
+	buf_free(&c.user_id);
+	return rc;
+}
+
+static void *
+deadlock_racer(void *arg)
+{
+	struct deadlock_side	*d = arg;
+	char			 key[32];
+
+	if (store_batch_begin(d->s) == -1) {
+		d->end = -2;
+		pthread_barrier_wait(d->mid);
+		return NULL;
+	}
+	snprintf(key, sizeof(key), "SMdl-%s-1", d->tag);
+	d->rc[0] = limited_finish(d->s, key, d->first);
+	pthread_barrier_wait(d->mid);	/* both hold their first window */
+	snprintf(key, sizeof(key), "SMdl-%s-2", d->tag);
+	d->rc[1] = limited_finish(d->s, key, d->second);
+	d->end = store_batch_end(d->s);
+	return NULL;
+}
+
+static void
+test_pg_deadlock_fails_one_job(void **state)
+{
+	struct fx		*f = *state;
+	struct store		*s2;
+	pthread_barrier_t	 mid;
+	pthread_t		 t[2];
+	struct deadlock_side	 d[2];
+
+	assert_int_equal(open_store(f, &s2), 0);
+	assert_int_equal(pthread_barrier_init(&mid, NULL, 2), 0);
+	d[0] = (struct deadlock_side){ f->s, &mid, "k:a", "k:b", "a", { 0, 0 }, 0 };
+	d[1] = (struct deadlock_side){ s2, &mid, "k:b", "k:a", "b", { 0, 0 }, 0 };
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, deadlock_racer, &d[i]), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	pthread_barrier_destroy(&mid);
+	store_close(s2);
+	assert_int_equal(d[0].end, 0);
+	assert_int_equal(d[1].end, 0);
+	assert_int_equal(d[0].rc[0] + d[1].rc[0], 0);
+	assert_int_equal(d[0].rc[1] + d[1].rc[1], -1);	/* exactly one victim */
+	assert_sql(f, "SELECT count(*) FROM reset_tokens", "3");
+	assert_sql(f, "SELECT sum(count) FROM rate_limits", "3");
+}
+
+/*
  * The server drops every session (as a restart does): the next call on a
  * connection fails, the one after reconnects at once; the probe fails
  * until a write commits again.
@@ -1003,6 +1080,7 @@ static const struct CMUnitTest pg_only[] = {
 	CONTRACT(test_pg_redeem_race),
 	CONTRACT(test_pg_limit_race),
 	CONTRACT(test_pg_lease_race),
+	CONTRACT(test_pg_deadlock_fails_one_job),
 	CONTRACT(test_pg_reconnect),
 	CONTRACT(test_pg_open_errors),
 	CONTRACT(test_pg_dml_only_role),
