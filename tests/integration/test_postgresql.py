@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from fake_twilio import hang, pin_config
+from fake_twilio import hang, pin_config, pin_of
 from harness import ALICE, BOB, EMPTY_TWIML, new_message_sid, token_from_twiml
 
 OUTAGE_WAIT = 15.0      # seconds for /readyz to notice the database is gone
@@ -123,6 +123,22 @@ def test_redeem_through_both_admin_apis_once(daemon_factory, pg_dsn):
         assert token
         ra, rb = both(lambda: a.redeem(token), lambda: b.redeem(token))
         assert sorted([ra.status_code, rb.status_code]) == [200, 410], (ra.text, rb.text)
+
+
+def test_pin_sent_by_one_verified_by_the_other(daemon_factory, pg_dsn, fake_twilio_api):
+    fake = fake_twilio_api
+    a, b = pair(daemon_factory, pg_dsn, config=pin_config(fake), users={ALICE: "alice"})
+    r = a.pin(ALICE)
+    assert r.status_code == 200, r.text
+    req = fake.wait_for_requests(1)[0]
+    fake.wait_answered(req)
+    pin = pin_of(req)
+    wrong = "0" * len(pin) if pin != "0" * len(pin) else "1" * len(pin)
+    assert b.verify_pin(ALICE, wrong).json() == {"valid": False}
+    ra, rb = both(lambda: a.verify_pin(ALICE, pin), lambda: b.verify_pin(ALICE, pin))
+    valid = [x.json().get("valid") for x in (ra, rb)]
+    assert sorted(valid) == [False, True], (ra.text, rb.text)
+    fake.assert_quiet(1, wait=1.0)      # one SMS, whichever instance leased it
 
 
 def wait_rows(cluster, dsn, sql, predicate, timeout=20.0):

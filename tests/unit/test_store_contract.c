@@ -765,6 +765,25 @@ test_pg_claim_race(void **state)
 	assert_sql(f, "SELECT count(*) FROM webhooks", "1");
 }
 
+/* A dead process's stale claim, taken over by racers of both instances: once. */
+static void
+test_pg_takeover_race(void **state)
+{
+	struct fx	*f = *state;
+	struct race	 r;
+
+	db_exec(f, "INSERT INTO webhooks (route, key, state, started_at)"
+	    " VALUES ('/sms/reset', 'SMrace', 1, 1699999000)");
+	race_init(&r, f, RACERS);
+	race_run(&r, claim_racer, RACERS);
+	assert_int_equal(r.ok, 1);
+	assert_int_equal(r.failed, 0);
+	assert_int_equal(r.done + r.running, RACERS - 1);
+	assert_int_equal(r.other, 0);
+	assert_sql(f, "SELECT count(*) FROM reset_tokens", "1");
+	assert_sql(f, "SELECT started_at FROM webhooks", "1700000000");
+}
+
 static void *
 redeem_racer(void *arg)
 {
@@ -1077,6 +1096,7 @@ static const struct CMUnitTest contract[] = {
 
 static const struct CMUnitTest pg_only[] = {
 	CONTRACT(test_pg_claim_race),
+	CONTRACT(test_pg_takeover_race),
 	CONTRACT(test_pg_redeem_race),
 	CONTRACT(test_pg_limit_race),
 	CONTRACT(test_pg_lease_race),
