@@ -536,6 +536,48 @@ check_listeners(struct parse_ctx *ctx)
 		    "same address as [server] listen");
 }
 
+/*
+ * [store]: sqlite takes a path; postgresql a DSN, from exactly one of
+ * dsn_file (a secret file: a DSN may carry a password) and dsn.
+ */
+static void
+check_store(struct parse_ctx *ctx)
+{
+	int	drv = key_idx("store", "driver");
+	int	path = key_idx("store", "path");
+	int	file = key_idx("store", "dsn_file");
+	int	inl = key_idx("store", "dsn");
+
+	if (!usable(ctx, drv))
+		return;
+	if (strcmp(ctx->cfg->store_driver, "postgresql") == 0) {
+		if (is_set(ctx, path))
+			err(ctx, ctx->key_line[path], "store", "path",
+			    "for driver = sqlite only (postgresql takes dsn_file or dsn)");
+		check_secret_pair(ctx, "store", "dsn_file", "dsn", true,
+		    " with driver = postgresql (or dsn inline)");
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		int k = i == 0 ? file : inl;
+
+		if (is_set(ctx, k))
+			err(ctx, ctx->key_line[k], "store", config_keys[k].name,
+			    "for driver = postgresql only");
+	}
+}
+
+/* The [store] section as store_open takes it; the DSN once its file is read. */
+static void
+store_config_fill(struct config *cfg)
+{
+	bool	pg = cfg->store_driver != NULL &&
+		    strcmp(cfg->store_driver, "postgresql") == 0;
+
+	cfg->store = (struct store_config){ cfg->store_driver,
+	    pg ? NULL : cfg->store_path, pg ? cfg->store_dsn.data : NULL };
+}
+
 static void
 note_inline_secrets(struct parse_ctx *ctx)
 {
@@ -579,8 +621,9 @@ parse(struct parse_ctx *ctx, const char *text, size_t len)
 	check_routes(ctx);
 	check_listeners(ctx);
 	check_timeouts(ctx);
+	check_store(ctx);
 	note_inline_secrets(ctx);
-	cfg->store = (struct store_config){ cfg->store_driver, cfg->store_path, NULL };
+	store_config_fill(cfg);
 	for (size_t i = 0; i < CONFIG_NKEYS; i++)
 		cfg->key_line[i] = ctx->key_line[i];
 }
@@ -851,6 +894,7 @@ config_load(const char *path, struct config **out, struct buf *errors)
 	parse(&ctx, text, len);
 	check_inline_mode(&ctx, &st);
 	resolve_files(&ctx);
+	store_config_fill(cfg);
 	if (ctx.nerr == 0) {
 		*out = cfg;
 		cfg = NULL;

@@ -88,8 +88,9 @@ struct config {
 	size_t		 trusted_count;
 
 	/* [store] */
-	char		*store_driver;		/* "sqlite" */
-	char		*store_path;
+	char		*store_driver;		/* "sqlite" or "postgresql" */
+	char		*store_path;		/* sqlite */
+	struct config_secret store_dsn;		/* postgresql: dsn_file or dsn */
 	struct store_config store;		/* the above, for store_open */
 
 	/* [secrets] */
@@ -127,6 +128,7 @@ struct config {
 	char		*secondary_auth_token_file;
 	char		*admin_token_file;
 	char		*api_key_secret_file;
+	char		*store_dsn_file;
 	unsigned	 inline_secret_line;	/* line of the first inline secret, 0 = none */
 };
 

@@ -69,6 +69,8 @@ const struct config_key config_keys[] = {
 
 	{ "store", "driver", KT_DRIVER, 0, F(store_driver), 0, 0, 32, 0, DEFAULT_STORE_DRIVER, NULL },
 	{ "store", "path", KT_STRING, KF_PATH, F(store_path), 0, 0, MAX_PATH_VALUE, 0, DEFAULT_STORE_PATH, NULL },
+	{ "store", "dsn_file", KT_STRING, KF_SECRET_FILE, F(store_dsn_file), F(store_dsn), 0, MAX_PATH_VALUE, 0, NULL, NULL },
+	{ "store", "dsn", KT_SECRET, KF_SECRET_INLINE, F(store_dsn), 0, 0, MAX_SECRET_FILE, 0, NULL, NULL },
 
 	{ "secrets", "server_key_file", KT_STRING, KF_PATH, F(server_key_file), 0, 0, MAX_PATH_VALUE, 0, DEFAULT_SERVER_KEY_FILE, NULL },
 
@@ -659,13 +661,10 @@ check_phone(const char *v, char *msg, size_t msgsz)
 static int
 check_driver(const char *v, char *msg, size_t msgsz)
 {
-	if (strcmp(v, "sqlite") == 0)
+	if (strcmp(v, "sqlite") == 0 || strcmp(v, "postgresql") == 0)
 		return 0;
-	if (strcmp(v, "pg") == 0 || strcmp(v, "postgres") == 0 ||
-	    strcmp(v, "postgresql") == 0)
-		return fail(msg, msgsz, "postgresql not supported yet");
-	return fail(msg, msgsz, "'%.*s' is not a store driver (use sqlite)",
-	    ECHO, v);
+	return fail(msg, msgsz, "'%.*s' is not a store driver (use sqlite or "
+	    "postgresql)", ECHO, v);
 }
 
 static int

@@ -51,7 +51,7 @@ struct config_key {
 };
 
 /* Table sizes; config_keys.c asserts they match its tables. */
-#define CONFIG_NKEYS		50
+#define CONFIG_NKEYS		52
 #define CONFIG_NSECTIONS	10
 
 extern const struct config_key	config_keys[CONFIG_NKEYS];

@@ -80,6 +80,26 @@
 #define DEFAULT_STORE_DRIVER          "sqlite"
 #define DEFAULT_STORE_PATH            "/var/lib/twhookd/twhookd.db"
 #define STORE_BUSY_TIMEOUT_MS         5000
+/*
+ * driver = postgresql: what twhookd sets on each connection unless the DSN
+ * sets it (a DSN's own keyword wins; statement_timeout counts as set when
+ * its options carry one). A lock wait, such as a duplicate webhook waiting
+ * for the first one's commit, is bounded like SQLite's busy timeout.
+ */
+#define PG_CONNECT_TIMEOUT            5         /* seconds: connect_timeout */
+#define PG_STATEMENT_TIMEOUT_MS       STORE_BUSY_TIMEOUT_MS   /* statement_timeout */
+#define PG_TCP_USER_TIMEOUT_MS        10000     /* tcp_user_timeout: unacknowledged data */
+#define PG_KEEPALIVES_IDLE            10        /* seconds: keepalives_idle... */
+#define PG_KEEPALIVES_INTERVAL        2         /* ...keepalives_interval... */
+#define PG_KEEPALIVES_COUNT           3         /* ...keepalives_count: a silent peer is dead */
+#define PG_APPLICATION_NAME           "twhookd"
+/*
+ * A thread whose connection was lost tries again at once, then no more
+ * often than every PG_RECONNECT_MIN_MS, doubling up to PG_RECONNECT_MAX_MS;
+ * a store_probe that commits again lets every thread try at once.
+ */
+#define PG_RECONNECT_MIN_MS           1000
+#define PG_RECONNECT_MAX_MS           30000
 
 /* [secrets] */
 #define DEFAULT_SERVER_KEY_FILE       "/var/lib/twhookd/server.key"

@@ -90,6 +90,9 @@ prepare_resources(struct daemon_state *st, bool check, struct buf *errors,
 	enum tls_part		 bad;
 	char			 err[PATH_MAX + 256];
 	bool			 missing = false;
+	bool			 sqlite = strcmp(cfg->store_driver, "sqlite") == 0;
+	const char		*store_key = sqlite ? "path" :
+				    cfg->store_dsn_file != NULL ? "dsn_file" : "dsn";
 	int			 r, rc = 0;
 
 	/* TLS first: it only reads, so a serve that fails here created nothing. */
@@ -115,11 +118,11 @@ prepare_resources(struct daemon_state *st, bool check, struct buf *errors,
 	r = check ? store_check(config_store(cfg), &missing, err, sizeof(err)) :
 	    store_open(config_store(cfg), &st->app.store, err, sizeof(err));
 	if (r == -1) {
-		(void)config_error(cfg, errors, "store", "path", "%s", err);
+		(void)config_error(cfg, errors, "store", store_key, "%s", err);
 		rc = -1;
 	} else if (missing) {
-		(void)config_error(cfg, notes, "store", "path", "%s: not there yet; serve"
-		    " will create it", cfg->store_path);
+		(void)config_error(cfg, notes, "store", store_key, "%s: not there yet;"
+		    " serve will create it", sqlite ? cfg->store_path : "the schema");
 	}
 	return rc;
 }

@@ -13,6 +13,8 @@ store_open(const struct store_config *cfg, struct store **out, char *err, size_t
 	*out = NULL;
 	if (strcmp(cfg->driver, "sqlite") == 0)
 		return store_sqlite_open(cfg, out, err, errsz);
+	if (strcmp(cfg->driver, "postgresql") == 0)
+		return store_pg_open(cfg, out, err, errsz);
 	snprintf(err, errsz, "unknown store driver %s", cfg->driver);
 	return -1;
 }
@@ -23,6 +25,8 @@ store_check(const struct store_config *cfg, bool *missing, char *err, size_t err
 	*missing = false;
 	if (strcmp(cfg->driver, "sqlite") == 0)
 		return store_sqlite_check(cfg, missing, err, errsz);
+	if (strcmp(cfg->driver, "postgresql") == 0)
+		return store_pg_check(cfg, missing, err, errsz);
 	snprintf(err, errsz, "unknown store driver %s", cfg->driver);
 	return -1;
 }

@@ -62,5 +62,11 @@ int	store_sqlite_open(const struct store_config *cfg, struct store **out, char *
 __attribute__((warn_unused_result))
 int	store_sqlite_check(const struct store_config *cfg, bool *missing, char *err,
 	    size_t errsz);
+__attribute__((warn_unused_result))
+int	store_pg_open(const struct store_config *cfg, struct store **out, char *err,
+	    size_t errsz);
+__attribute__((warn_unused_result))
+int	store_pg_check(const struct store_config *cfg, bool *missing, char *err,
+	    size_t errsz);
 
 #endif

@@ -9,6 +9,8 @@
 - twhookd: run the CLI.
 - twilio_ca / fake_twilio / module_fake_twilio: a throwaway CA and a fake
   Twilio Messages API (fake_twilio.py) for the PIN flow and the outbox.
+- pg_cluster / pg_dsn: one scratch PostgreSQL cluster for the session
+  (pg_scratch.py), and a fresh database in it for each test that asks.
 
 Every test runs under a wall-clock limit (TEST_TIMEOUT) so a hung daemon can
 never hang the suite.
@@ -21,6 +23,7 @@ import pytest
 
 import fake_twilio
 import harness
+import pg_scratch
 from harness import ALICE, BOB, BIN, Daemon
 
 TEST_TIMEOUT = 60  # seconds per test phase (setup, call, teardown)
@@ -191,3 +194,19 @@ def module_fake_twilio_api(twilio_ca):
     """A fake Twilio Messages API shared by one module's tests."""
     with fake_twilio.FakeTwilio(twilio_ca) as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """The session's scratch PostgreSQL cluster, stopped at the end."""
+    cluster = pg_scratch.Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster):
+    """A database of the test's own in the session cluster: its DSN."""
+    return pg_cluster.create_db()

@@ -319,6 +319,14 @@ class Daemon:
         assert r.returncode == 0, f"user add failed: {r.returncode} {r.stderr}"
         self.phones.add(phone)
 
+    def use_postgresql(self, dsn):
+        """Switch the store to driver = postgresql, the DSN in a 0600
+        dsn_file; before start() and before adding users."""
+        write_secret(self.dir / "pg_dsn", dsn)
+        self.merge_config({"store": {"driver": "postgresql", "path": None,
+                                     "dsn_file": str(self.dir / "pg_dsn")}})
+        self.write_config()
+
     # -- process -----------------------------------------------------------
 
     def start(self, argv=None):

@@ -203,9 +203,14 @@ static const struct {
 	{ "[proxy]\ntrusted = 10.0.0.1/\n", NAME ":13: [proxy] trusted: '10.0.0.1/' is not an IP address or CIDR network\n" },
 	{ "[proxy]\ntrusted = 10.0.0.1/-1\n", NAME ":13: [proxy] trusted: '10.0.0.1/-1' is not an IP address or CIDR network\n" },
 	{ "[proxy]\ntrusted = 10.0.0/8\n", NAME ":13: [proxy] trusted: '10.0.0/8' is not an IP address or CIDR network\n" },
-	{ "[store]\ndriver = postgresql\n", NAME ":13: [store] driver: postgresql not supported yet\n" },
-	{ "[store]\ndriver = pg\n", NAME ":13: [store] driver: postgresql not supported yet\n" },
-	{ "[store]\ndriver = mysql\n", NAME ":13: [store] driver: 'mysql' is not a store driver (use sqlite)\n" },
+	{ "[store]\ndriver = postgresql\n", NAME ":12: [store] dsn_file: required with driver = postgresql (or dsn inline)\n" },
+	{ "[store]\ndriver = pg\n", NAME ":13: [store] driver: 'pg' is not a store driver (use sqlite or postgresql)\n" },
+	{ "[store]\ndriver = mysql\n", NAME ":13: [store] driver: 'mysql' is not a store driver (use sqlite or postgresql)\n" },
+	{ "[store]\ndriver = postgresql\ndsn_file = dsn\ndsn = host=db\n", NAME ":15: [store] dsn: set dsn_file or dsn, not both\n" },
+	{ "[store]\ndriver = postgresql\npath = x.db\ndsn_file = dsn\n", NAME ":14: [store] path: for driver = sqlite only (postgresql takes dsn_file or dsn)\n" },
+	{ "[store]\ndsn_file = dsn\n", NAME ":13: [store] dsn_file: for driver = postgresql only\n" },
+	{ "[store]\ndriver = sqlite\ndsn = host=db\n", NAME ":14: [store] dsn: for driver = postgresql only\n" },
+	{ "[store]\ndriver = postgresql\ndsn =\n", NAME ":14: [store] dsn: needs a value\n" },
 	{ "[store]\npath =\n", NAME ":13: [store] path: needs a value\n" },
 	{ "[secrets]\nserver_key_file =\n", NAME ":13: [secrets] server_key_file: needs a value\n" },
 	{ "[reset]\nroute = sms/reset\n", NAME ":13: [reset] route: 'sms/reset' must start with '/'\n" },
@@ -1092,7 +1097,7 @@ rm_dir(const char *dir)
 {
 	static const char *const names[] = {
 		"t.ini", "auth-token", "admin-token", "cert.pem", "big", "empty",
-		"blank", "api-key-secret", "ca.pem",
+		"blank", "api-key-secret", "ca.pem", "pg-dsn",
 	};
 	char	path[256];
 
@@ -1186,6 +1191,68 @@ static const char inline_ini[] =
 	"account_sid = AC0123456789abcdef0123456789abcdef\n"
 	"auth_token = s3cret\n[reset]\nlink = {token}\n[admin]\ntoken = adm\n"
 	"[twilio]\npublic_url = https://x.example\n";
+
+/*
+ * [store] for PostgreSQL: the DSN from a secret file (looked up like the
+ * other *_file secrets) or inline in a 0600 file; store_config carries it
+ * and no path, and SQLite's carries a path and no DSN.
+ */
+static void
+test_load_store_dsn(void **state)
+{
+	struct tmp	*t = *state;
+	struct config	*c;
+	struct buf	 errs = BUF_INIT;
+	char		 want[512];
+
+	put(t->dir, "auth-token", "tok\n", 0600);
+	put(t->dir, "admin-token", "adm\n", 0600);
+	put(t->dir, "t.ini", MINIMAL "[store]\ndriver = postgresql\n"
+	    "dsn_file = pg-dsn\n", 0644);
+	put(t->dir, "pg-dsn", "host=127.0.0.1 password=pw dbname=x\n", 0600);
+	if (config_load(t->ini, &c, &errs) != 0)
+		fail_msg("%s", errs.data);
+	assert_string_equal(c->store.driver, "postgresql");
+	assert_string_equal(c->store.dsn, "host=127.0.0.1 password=pw dbname=x");
+	assert_null(c->store.path);
+	config_free(c);
+
+	/* Under systemd the file is a credential. */
+	put(t->cred, "pg-dsn", "postgresql://db/twhookd\n", 0600);
+	put(t->cred, "auth-token", "tok\n", 0600);
+	put(t->cred, "admin-token", "adm\n", 0600);
+	assert_int_equal(setenv("CREDENTIALS_DIRECTORY", t->cred, 1), 0);
+	if (config_load(t->ini, &c, &errs) != 0)
+		fail_msg("%s", errs.data);
+	assert_string_equal(c->store.dsn, "postgresql://db/twhookd");
+	config_free(c);
+	assert_int_equal(unsetenv("CREDENTIALS_DIRECTORY"), 0);
+
+	/* Inline: only in a file nobody else can read. */
+	put(t->dir, "t.ini", MINIMAL "[store]\ndriver = postgresql\n"
+	    "dsn = host=db password=pw\n", 0644);
+	assert_int_equal(config_load(t->ini, &c, &errs), -1);
+	(void)snprintf(want, sizeof(want), "%s:14: [store] dsn: inline secret "
+	    "needs the config file to be mode 0600 or stricter\n", t->ini);
+	assert_string_equal(errs.data, want);
+	assert_null(strstr(errs.data, "pw"));
+	buf_reset(&errs);
+	assert_int_equal(chmod(t->ini, 0600), 0);
+	if (config_load(t->ini, &c, &errs) != 0)
+		fail_msg("%s", errs.data);
+	assert_string_equal(c->store.dsn, "host=db password=pw");
+	config_free(c);
+
+	/* SQLite: a path, no DSN. */
+	put(t->dir, "t.ini", MINIMAL "[store]\npath = /var/x.db\n", 0644);
+	if (config_load(t->ini, &c, &errs) != 0)
+		fail_msg("%s", errs.data);
+	assert_string_equal(c->store.driver, "sqlite");
+	assert_string_equal(c->store.path, "/var/x.db");
+	assert_null(c->store.dsn);
+	config_free(c);
+	buf_free(&errs);
+}
 
 static void
 test_load_inline_mode(void **state)
@@ -1450,6 +1517,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_load_secret_files, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_credentials_directory, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_inline_mode, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_load_store_dsn, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_bad_secrets, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_missing_file, tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_load_api_key_secret, tmp_setup, tmp_teardown),
