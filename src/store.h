@@ -49,10 +49,11 @@ void	store_close(struct store *s);
 /*
  * Can the store commit now? Fails when the database was removed or replaced
  * since store_open. Once any write failed because the store could not
- * commit (full, read-only, locked, I/O error), fails until a probe write
- * larger than a batch of webhooks commits; otherwise a commit within the
- * last few seconds suffices, else a small probe write must commit. May wait
- * up to the busy timeout. 0, or -1 with the reason in err (no secret in it).
+ * commit (full, read-only, locked, the database gone, an I/O error), fails
+ * until a probe write shows that a batch of webhooks can commit again (the
+ * SQLite backend writes more than a batch does); otherwise a recent commit
+ * suffices, else a small probe write must commit. May wait up to the busy
+ * or statement timeout. 0, or -1 with the reason in err (no secret in it).
  */
 __attribute__((warn_unused_result))
 int	store_probe(struct store *s, char *err, size_t errsz);
