@@ -1019,7 +1019,7 @@ test_wal_bounded(void **state)
 {
 	struct fx	*f = *state;
 	struct stat	 st;
-	char		 wal[192], phone[16];
+	char		 wal[192], phone[32];
 	off_t		 largest = 0;
 
 	snprintf(wal, sizeof(wal), "%s-wal", f->ss.db);
