@@ -126,6 +126,11 @@ struct store_claim {
  * inside it. Claim, lookup and finish thus commit once, and a concurrent
  * duplicate waits for that commit (up to the busy timeout) and gets DONE,
  * never a second run. DONE and RUNNING return with no transaction open.
+ * Across instances on one database the same holds: the claim's record and
+ * the limit windows its finish counts stay locked until its transaction
+ * (in a batch, the batch) commits, so a webhook of another instance that
+ * needs them waits for that commit; two batches that wait on each other
+ * fail one job, which answers 503 and is retried by Twilio.
  */
 __attribute__((warn_unused_result))
 int	store_claim(struct store *s, const char *route, const char *key, int64_t now,
