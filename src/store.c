@@ -31,6 +31,35 @@ store_check(const struct store_config *cfg, bool *missing, char *err, size_t err
 	return -1;
 }
 
+/*
+ * Twilio's outbound message statuses in the order a message moves through
+ * them; callbacks can arrive out of order, so a status never replaces a
+ * later one. The final ones share a rank: the first final word stands.
+ * read (WhatsApp) can only follow delivered. Unknown statuses rank 0.
+ */
+int
+store_delivery_rank(const char *status)
+{
+	static const struct {
+		const char	*status;
+		int		 rank;
+	} ranks[] = {
+		{ "accepted", 1 }, { "scheduled", 1 }, { "queued", 1 },
+		{ "sending", 2 },
+		{ "sent", 3 },
+		{ "delivered", 4 }, { "undelivered", 4 }, { "failed", 4 },
+		{ "canceled", 4 },
+		{ "read", 5 },
+	};
+
+	if (status == NULL)
+		return 0;
+	for (size_t i = 0; i < sizeof(ranks) / sizeof(ranks[0]); i++)
+		if (strcmp(status, ranks[i].status) == 0)
+			return ranks[i].rank;
+	return 0;
+}
+
 void
 store_close(struct store *s)
 {

@@ -50,6 +50,12 @@ struct store_ops {
 	int	(*purge)(struct store *s, int64_t now, int64_t keep);
 };
 
+/*
+ * For store_outbox_delivery in every backend: a status callback's rank in
+ * Twilio's order (0 unknown); a row's status only moves to a higher one.
+ */
+int	store_delivery_rank(const char *status);
+
 /* The first member of every backend's store. */
 struct store {
 	const struct store_ops	*ops;

@@ -13,36 +13,8 @@
 #include <libpq-fe.h>
 
 #include "log.h"
-#include "store.h"
+#include "store_backend.h"
 #include "store_pg.h"
-
-/*
- * Twilio's outbound message statuses in the order a message moves through
- * them, as the SQLite backend ranks them: a status never replaces a later
- * one; the final ones share a rank, so the first final word stands.
- */
-static const struct {
-	const char	*status;
-	int		 rank;
-} delivery_ranks[] = {
-	{ "accepted", 1 }, { "scheduled", 1 }, { "queued", 1 },
-	{ "sending", 2 },
-	{ "sent", 3 },
-	{ "delivered", 4 }, { "undelivered", 4 }, { "failed", 4 },
-	{ "canceled", 4 },
-	{ "read", 5 },
-};
-
-static int
-delivery_rank(const char *status)
-{
-	if (status == NULL)
-		return 0;
-	for (size_t i = 0; i < sizeof(delivery_ranks) / sizeof(delivery_ranks[0]); i++)
-		if (strcmp(status, delivery_ranks[i].status) == 0)
-			return delivery_ranks[i].rank;
-	return 0;
-}
 
 /* Copy leased row i (id, to_phone, body, attempts, expires_at) into m. */
 static int
@@ -169,7 +141,7 @@ pg_outbox_delivery(struct store *s, const char *twilio_sid, const char *status,
 	if (PQntuples(r) == 1) {
 		*found = true;
 		id = pg_int(r, 0, 0);
-		later = delivery_rank(status) > delivery_rank(PQgetisnull(r, 0, 1) ?
+		later = store_delivery_rank(status) > store_delivery_rank(PQgetisnull(r, 0, 1) ?
 		    NULL : PQgetvalue(r, 0, 1));
 	}
 	PQclear(r);

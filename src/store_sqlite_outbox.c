@@ -10,37 +10,8 @@
 #include <sqlite3.h>
 
 #include "log.h"
-#include "store.h"
+#include "store_backend.h"
 #include "store_sqlite.h"
-
-/*
- * Twilio's outbound message statuses in the order a message moves through
- * them; callbacks can arrive out of order, so a status never replaces a
- * later one. The final ones share a rank: the first final word stands.
- * read (WhatsApp) can only follow delivered. Unknown statuses rank 0.
- */
-static const struct {
-	const char	*status;
-	int		 rank;
-} delivery_ranks[] = {
-	{ "accepted", 1 }, { "scheduled", 1 }, { "queued", 1 },
-	{ "sending", 2 },
-	{ "sent", 3 },
-	{ "delivered", 4 }, { "undelivered", 4 }, { "failed", 4 },
-	{ "canceled", 4 },
-	{ "read", 5 },
-};
-
-static int
-delivery_rank(const char *status)
-{
-	if (status == NULL)
-		return 0;
-	for (size_t i = 0; i < sizeof(delivery_ranks) / sizeof(delivery_ranks[0]); i++)
-		if (strcmp(status, delivery_ranks[i].status) == 0)
-			return delivery_ranks[i].rank;
-	return 0;
-}
 
 /* Copy the current leased row (id, to_phone, body, attempts, expires_at) into m. */
 static int
@@ -165,8 +136,8 @@ sq_outbox_delivery(struct store *s, const char *twilio_sid, const char *status,
 		st = c->stmt[ST_OUTBOX_SID_GET];
 		*found = true;
 		id = sqlite3_column_int64(st, 0);
-		later = delivery_rank(status) >
-		    delivery_rank((const char *)sqlite3_column_text(st, 1));
+		later = store_delivery_rank(status) >
+		    store_delivery_rank((const char *)sqlite3_column_text(st, 1));
 	}
 	sq_reset(c, ST_OUTBOX_SID_GET);
 	if (later && sq_exec(c, ST_OUTBOX_DELIVERY, "iti", id, status,
