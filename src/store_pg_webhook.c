@@ -315,7 +315,6 @@ token_judge(struct pg_conn *c, int64_t id, const uint8_t *hash, int64_t now,
 /*
  * Read (row-locked), judge and spend in one transaction: a concurrent
  * redeem on any instance waits for the lock, then reads the row spent.
- * Tokens always carry their record's id here: there is no legacy table.
  */
 int
 pg_token_redeem(struct store *s, int64_t id,

@@ -55,8 +55,8 @@ done:
  * Nobody can see or race it meanwhile, so a fresh claim writes no RUNNING
  * row at all: the connection remembers it, and the finish inserts the DONE
  * record in one write. A duplicate arriving meanwhile waits for the write
- * lock (the write gate in this process, busy_timeout across processes) and
- * then reads DONE; it reads RUNNING only from a row committed by a process
+ * lock (busy_timeout, in this process and across processes) and then reads
+ * DONE; it reads RUNNING only from a row committed by a process
  * that died mid-webhook (or by a backend that commits claims on their own).
  */
 int
